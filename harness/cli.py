@@ -1,0 +1,52 @@
+"""``python -m harness <command> ...``: one entry point; each area registers its commands.
+
+Every command module exposes ``register(subparsers)`` which adds its sub-parser(s) and sets
+``func`` (a callable taking the parsed args and returning an exit code). Errors meant for users
+(:class:`harness.errors.UserError`) print as one line on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from harness.errors import UserError
+
+# Order is the order of `python -m harness --help`.
+COMMAND_MODULES = (
+    "harness.data.commands",  # data prepare / data check
+    "harness.engine.commands",  # train / eval
+    "harness.bench.commands",  # bench
+    "harness.report.commands",  # report ... / compare / grid
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:  # that area has no commands yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

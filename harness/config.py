@@ -1,0 +1,221 @@
+"""The run config: nested frozen dataclasses are the schema.
+
+A YAML file plus ``--set key.sub=value`` overrides become a :class:`RunConfig`. Unknown keys and
+wrong types are :class:`ConfigError` s naming the key and the expected type. Method options are
+validated by the method's own ``Options`` dataclass (see ``harness.methods``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "toycity"
+    root: str = "data/toycity"
+    crop: tuple[int, int] = (64, 128)  # (H, W) training crop
+    batch_size: int = 8  # total over all processes
+    workers: int = 2
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale (protocol.md)
+    flip: bool = True
+    train_split: str = "train"
+    val_split: str = "val"
+    max_val_images: int | None = None  # evaluate on the first N val images (smoke runs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    student: str = "deeplabv3_r18"
+    teacher: str | None = None
+    teacher_checkpoint: str | None = None  # a run folder or checkpoint file of the teacher
+    pretrained: str | None = None  # local ImageNet weights for the student's encoder
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "baseline"
+    preset: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 300
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.02  # at batch 16 for SGD (protocol "cirkd"); scaled linearly with batch
+    lr_reference_batch: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    aux_weight: float = 0.4
+    grad_clip: float | None = None  # clip the student's grad-norm (off in the references)
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    threads: int | None = None  # torch intra-op threads on CPU
+    checkpoint_every: int = 100
+    eval_every: int = 0  # 0: only at the end
+    log_every: int = 10
+    skip_nonfinite: bool = False  # skip a batch whose loss is NaN/Inf instead of stopping
+    sync_bn: bool = True  # SyncBN under DDP on CUDA
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    protocol: str = "cirkd"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # programming error
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + u for u in unknown]}; valid keys here: "
+            f"{[prefix + n for n in names]}"
+        )
+    kwargs = {name: _coerce(data[name], hints[name], prefix + name) for name in names if name in data}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-friendly dict (tuples become lists)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.01"`` -> (["train", "lr"], 0.01); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a mapping")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config (or the defaults), apply ``--set`` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist; pass an existing --config FILE")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {file} is not valid YAML ({err.__class__.__name__}); fix its syntax") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    config = from_dict(RunConfig, data)
+    validate_values(config)
+    return config
+
+
+def validate_values(config: RunConfig) -> None:
+    """Range checks that types alone do not express."""
+    t = config.train
+    checks = [
+        (t.iterations > 0, "train.iterations must be > 0"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (t.aux_weight >= 0, "train.aux_weight must be >= 0"),
+        (t.optimizer in ("sgd", "adamw"), "train.optimizer must be 'sgd' or 'adamw'"),
+        (t.amp in ("auto", "bf16", "off"), "train.amp must be 'auto', 'bf16' or 'off'"),
+        (t.channels_last in ("auto", "on", "off"), "train.channels_last must be 'auto', 'on' or 'off'"),
+        (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (config.data.batch_size > 0, "data.batch_size must be > 0"),
+        (min(config.data.crop) > 0, "data.crop must be positive"),
+        (0 < config.data.scale_range[0] <= config.data.scale_range[1], "data.scale_range must be 0 < low <= high"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + "; fix it in the config or with --set")

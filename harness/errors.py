@@ -1,0 +1,20 @@
+"""Errors meant for users: one clear sentence naming the bad thing and the fix."""
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad config, missing data, wrong checkpoint).
+
+    The CLI prints it as one line and exits with status 2, before any output file is written.
+    """
+
+
+class DataError(UserError):
+    """A dataset root, layout or file is missing or malformed."""
+
+
+class ConfigError(UserError):
+    """A config key is unknown, has the wrong type, or an out-of-range value."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint does not match the requested architecture, class count or dataset."""
