@@ -1,0 +1,157 @@
+"""Model weights on disk: encoder-only pretrained files, and whole-model save/load.
+
+A saved model is a folder with ``model.safetensors`` and ``config.json`` (the file names of smp's
+/ Hugging Face's ``save_pretrained``); config.json is ``{"name", "num_classes", **metadata}``.
+Everything that does not fit raises :class:`CheckpointError` with one sentence naming the file,
+the mismatch and the fix.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from harness.errors import CheckpointError
+from harness.io import atomic_write_json, atomic_write_with
+from harness.models.base import SegModel
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# Keys of an ImageNet classifier that an encoder-only model legitimately lacks (timm ResNet fc,
+# MobileNetV2 conv_head/bn2/classifier, MiT head).
+_CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "conv_head.", "bn2.")
+# Wrappers that training scripts put around encoder keys.
+_KEY_PREFIXES = ("module.", "encoder.", "backbone.")
+
+
+def _short_list(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors or torch (.pth/.pt) state dict; unwraps {"state_dict": ...}/{"model": ...}."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"pretrained file {file} does not exist; pass the path of a local "
+                              f".safetensors or .pth file")
+    try:
+        if file.suffix == ".safetensors":
+            state = load_file(str(file))
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, OSError, ValueError) as err:
+        raise CheckpointError(f"pretrained file {file} cannot be read ({err}); pass a safetensors "
+                              f"or torch state-dict file") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"pretrained file {file} does not hold a state dict of tensors; "
+                              f"save it with torch.save(model.state_dict(), ...)")
+    return state
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    """Load a local encoder checkpoint into ``encoder``; every encoder key must be present with
+    the right shape. Keys of an ImageNet classifier head are ignored; any other extra key, a
+    missing key or a shape mismatch raises CheckpointError naming the file and the keys."""
+    state = read_state_dict(path)
+    for prefix in _KEY_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    expected = encoder.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and not k.startswith(_CLASSIFIER_PREFIXES)]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys: {_short_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys: {_short_list(unexpected)}")
+    if wrong_shape:
+        problems.append(f"wrong shapes: {_short_list(wrong_shape)}")
+    if problems:
+        raise CheckpointError(
+            f"pretrained file {path} does not fit the {type(encoder).__name__} encoder "
+            f"({'; '.join(problems)}); pass weights of the same encoder architecture")
+    # nn.Module.load_state_dict directly: smp's MiT encoder overrides it without `strict`.
+    nn.Module.load_state_dict(encoder, {k: state[k] for k in expected}, strict=True)
+    log.info("loaded encoder weights from %s (%d tensors)", path, len(expected))
+
+
+def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` atomically.
+
+    config.json = {"name": model.info.name, "num_classes": model.info.num_classes, **metadata};
+    metadata may not override name/num_classes.
+    """
+    clash = {"name", "num_classes"} & set(metadata)
+    if clash:
+        raise ValueError(f"metadata may not set {sorted(clash)}; they come from model.info")
+    folder = Path(folder)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    atomic_write_json(folder / CONFIG_FILE,
+                      {"name": model.info.name, "num_classes": model.info.num_classes, **metadata})
+
+
+def load_model(folder: str | Path, *, expect_name: str | None = None,
+               expect_num_classes: int | None = None, expect_dataset: str | None = None,
+               builder: Callable[[str, int], SegModel] | None = None) -> tuple[SegModel, dict]:
+    """Rebuild the model saved in ``folder`` and load its weights; returns (model in eval mode,
+    config dict). Refuses (CheckpointError) a missing folder/file, or a checkpoint whose name,
+    class count or dataset differs from the expected ones."""
+    folder = Path(folder)
+    config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    for file in (config_file, weights_file):
+        if not file.is_file():
+            raise CheckpointError(f"model checkpoint file {file} does not exist; pass a folder "
+                                  f"written by training (it holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = json.loads(config_file.read_text())
+        name, num_classes = config["name"], int(config["num_classes"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_file} is not a valid model config ({err!r}); re-save the "
+                              f"model with harness.models.save_model") from None
+    if expect_name is not None and name != expect_name:
+        raise CheckpointError(f"checkpoint {folder} is a {name!r} model but {expect_name!r} was "
+                              f"requested; point to a {expect_name} checkpoint or change the model name")
+    if expect_num_classes is not None and num_classes != expect_num_classes:
+        raise CheckpointError(f"checkpoint {folder} predicts {num_classes} classes but "
+                              f"{expect_num_classes} are needed; use a checkpoint trained on this dataset")
+    if expect_dataset is not None and config.get("dataset") != expect_dataset:
+        raise CheckpointError(f"checkpoint {folder} was trained on dataset {config.get('dataset')!r}, "
+                              f"not {expect_dataset!r}; use a checkpoint trained on {expect_dataset}")
+    if builder is None:
+        from harness.models import build_model as builder
+    try:
+        model = builder(name, num_classes)
+    except KeyError as err:
+        raise CheckpointError(f"{config_file} names an unknown model ({err}); the checkpoint was "
+                              f"written by another version of the harness") from None
+    try:
+        state = load_file(str(weights_file))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights_file} cannot be read ({err}); re-save or re-train the model") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"{weights_file} does not match a {name} model with {num_classes} classes (missing "
+            f"{_short_list(missing) or 'none'}; unexpected {_short_list(unexpected) or 'none'}; "
+            f"wrong shapes {_short_list(wrong_shape) or 'none'}); re-save the model with this harness")
+    model.load_state_dict(state, strict=True)
+    return model.eval(), config
