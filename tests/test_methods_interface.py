@@ -201,3 +201,20 @@ def test_demo_models_one_training_step(name: str, pair: str):
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     log.info("%s %s: terms %s, extra parameters %d", name, pair,
              {k: round(v.item(), 4) for k, v in terms.items()}, distiller.extra_parameters())
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_terms_are_float32_under_autocast(name: str):
+    teacher, student = PAIRS["cnn_to_transformer"]
+    torch.manual_seed(0)
+    distiller = build_distiller(name, student, teacher)
+    out_s = synthetic_output(student, seed=1)
+    out_t = synthetic_output(teacher, seed=2)
+    for out in (out_s, out_t):  # what a bf16 model returns under autocast
+        out.logits = out.logits.detach().bfloat16()
+        out.decoder_feature = out.decoder_feature.detach().bfloat16()
+        out.features = [f.detach().bfloat16() for f in out.features]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = distiller(out_s, out_t, labels_for(seed=3))
+    for key, value in terms.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), (key, value)
