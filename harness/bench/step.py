@@ -1,0 +1,157 @@
+"""The three steps the cost benchmark times, built from the same pieces as a training step.
+
+- ``teacher_forward``: the frozen teacher in eval mode under ``no_grad``.
+- ``student_step``: student forward, task loss (CE + 0.4 aux CE), backward, optimiser step.
+- ``full_step``: teacher forward + student forward + task loss + the distiller's terms,
+  backward, the distiller's own grad-norm clip (``Distiller.max_grad_norm``), optimiser step.
+
+``limit = teacher_forward + student_step`` is what any distillation step must cost at least;
+``full_step - limit`` is the method's own share.
+
+The engine owns the training loop; this module mirrors its step (BRIEF: task loss = CE on
+logits bilinearly upsampled to the labels, ignore 255, + ``aux_weight`` * CE of the aux logits;
+distiller terms summed; autocast bf16 + channels_last on CUDA; loss math in float32).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import IGNORE_INDEX
+from harness.methods.base import Distiller
+from harness.models.base import SegModel, SegOutput
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a step runs: bf16 autocast and/or channels_last (both default on CUDA only)."""
+
+    amp: bool
+    channels_last: bool
+
+    @classmethod
+    def resolve(cls, amp: str, channels_last: str, device: torch.device) -> "Precision":
+        """``amp``: auto | bf16 | off; ``channels_last``: auto | on | off (RunConfig's values)."""
+        if amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {amp!r}")
+        if channels_last not in ("auto", "on", "off"):
+            raise ValueError(f"channels_last must be 'auto', 'on' or 'off', got {channels_last!r}")
+        on_cuda = device.type == "cuda"
+        return cls(amp=amp == "bf16" or (amp == "auto" and on_cuda),
+                   channels_last=channels_last == "on" or (channels_last == "auto" and on_cuda))
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """bf16 autocast on ``device`` when on, else a null context."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in the memory format the models run in."""
+        if self.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        return module
+
+
+def task_loss(out: SegOutput, labels: torch.Tensor, aux_weight: float = 0.4) -> torch.Tensor:
+    """CE on logits (B, K, h, w) upsampled to labels (B, H, W), ignore 255, plus
+    ``aux_weight`` * CE of the aux logits when present; float32 outside autocast."""
+    size = tuple(labels.shape[-2:])
+    with torch.autocast(device_type=labels.device.type, enabled=False):
+        logits = F.interpolate(out.logits.float(), size=size, mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        if out.aux_logits is not None and aux_weight > 0:
+            aux = F.interpolate(out.aux_logits.float(), size=size, mode="bilinear",
+                                align_corners=False)
+            loss = loss + aux_weight * F.cross_entropy(aux, labels, ignore_index=IGNORE_INDEX)
+    return loss
+
+
+def build_optimizer(student: nn.Module, distiller: nn.Module, kind: str, lr: float,
+                    weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9) or AdamW over every trainable parameter of student and distiller
+    (protocol.md: weight decay on all of them). Parameters without a gradient are skipped by
+    the optimiser, so the student-only step pays nothing for the distiller's."""
+    params = [p for p in list(student.parameters()) + list(distiller.parameters())
+              if p.requires_grad]
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {kind!r}")
+
+
+class DistillStep:
+    """One batch, one student/teacher/distiller, and the three timed steps over them.
+
+    images: (B, 3, H, W) float; labels: (B, H, W) int64 with 255 = ignore.
+    """
+
+    def __init__(self, student: SegModel, teacher: SegModel, distiller: Distiller,
+                 images: torch.Tensor, labels: torch.Tensor, precision: Precision,
+                 optimizer: torch.optim.Optimizer, aux_weight: float = 0.4) -> None:
+        self.device = images.device
+        self.student = precision.prepare(student).train()
+        self.teacher = precision.prepare(teacher).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.distiller = precision.prepare(distiller).train()
+        self.images = precision.images(images)
+        self.labels = labels
+        self.precision = precision
+        self.optimizer = optimizer
+        self.aux_weight = aux_weight
+        self.last_terms: dict[str, float] = {}
+
+    def _teacher_out(self) -> SegOutput:
+        with torch.no_grad(), self.precision.autocast(self.device):
+            return self.teacher(self.images)
+
+    def teacher_forward(self) -> None:
+        self._teacher_out()
+
+    def student_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast(self.device):
+            out_s = self.student(self.images)
+        loss = task_loss(out_s, self.labels, self.aux_weight)
+        loss.backward()
+        self.optimizer.step()
+
+    def full_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        out_t = self._teacher_out()
+        with self.precision.autocast(self.device):
+            out_s = self.student(self.images)
+            terms = self.distiller(out_s, out_t, self.labels)
+        loss = task_loss(out_s, self.labels, self.aux_weight)
+        for value in terms.values():
+            loss = loss + value.float()
+        loss.backward()
+        if self.distiller.max_grad_norm is not None:
+            own = [p for p in self.distiller.parameters() if p.grad is not None]
+            if own:
+                torch.nn.utils.clip_grad_norm_(own, self.distiller.max_grad_norm)
+        self.optimizer.step()
+        self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
+
+    def method_forward_gflops(self) -> float:
+        """GFLOPs of one distiller forward on real outputs (FlopCounterMode: matmuls and
+        convolutions; element-wise ops such as softmax and KL count zero)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        out_t = self._teacher_out()
+        with torch.no_grad(), self.precision.autocast(self.device):
+            out_s = self.student(self.images)
+            with FlopCounterMode(display=False) as counter:
+                self.distiller(out_s, out_t, self.labels)
+        return counter.get_total_flops() / 1e9
