@@ -37,7 +37,7 @@ def build_model(name: str, num_classes: int, pretrained: str | None = None) -> S
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     model = MODELS.get(name)(num_classes)
     if pretrained is not None:
-        load_encoder_weights(model.encoder, pretrained)
+        load_encoder_weights(model.encoder, pretrained, label=name)
     return model
 
 

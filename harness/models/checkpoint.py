@@ -61,14 +61,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+# CIRKD's ResNetV1s ImageNet files (resnet18/101-imagenet.pth) name the deep stem conv1/bn1,
+# conv2/bn2, conv3/bn3; timm's deep stem is one Sequential conv1.{0,1,3,4,6} followed by bn1.
+_CIRKD_STEM = {"conv1.": "conv1.0.", "bn1.": "conv1.1.", "conv2.": "conv1.3.", "bn2.": "conv1.4.",
+               "conv3.": "conv1.6.", "bn3.": "bn1."}
+
+
+def _rename_cirkd_stem(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map CIRKD's ResNetV1s stem keys onto timm's deep-stem keys; other keys pass unchanged."""
+    if "conv3.weight" not in state or "conv1.0.weight" in state:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in _CIRKD_STEM if key.startswith(p)), None)
+        renamed[_CIRKD_STEM[prefix] + key[len(prefix):] if prefix else key] = value
+    return renamed
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path, label: str | None = None) -> None:
     """Load a local encoder checkpoint into ``encoder``; every encoder key must be present with
     the right shape. Keys of an ImageNet classifier head are ignored; any other extra key, a
-    missing key or a shape mismatch raises CheckpointError naming the file and the keys."""
+    missing key or a shape mismatch raises CheckpointError naming the file and the keys.
+    ``label`` names the encoder in messages (e.g. "deeplabv3_r18")."""
     state = read_state_dict(path)
     for prefix in _KEY_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
+    state = _rename_cirkd_stem(state)
     expected = encoder.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected and not k.startswith(_CLASSIFIER_PREFIXES)]
@@ -83,7 +102,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
         problems.append(f"wrong shapes: {_short_list(wrong_shape)}")
     if problems:
         raise CheckpointError(
-            f"pretrained file {path} does not fit the {type(encoder).__name__} encoder "
+            f"pretrained file {path} does not fit the {label or type(encoder).__name__} encoder "
             f"({'; '.join(problems)}); pass weights of the same encoder architecture")
     # nn.Module.load_state_dict directly: smp's MiT encoder overrides it without `strict`.
     nn.Module.load_state_dict(encoder, {k: state[k] for k in expected}, strict=True)
