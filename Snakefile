@@ -1,0 +1,30 @@
+# The experiment workflow: teachers, students, distillation grid, tables and figures.
+#   snakemake --cores 2                                   # the built-in dataset (toycity), everything
+#   snakemake --cores 2 --config scale=smoke              # the same grid in minutes (a few iterations)
+#   snakemake --cores 8 results/table_cityscapes.csv      # a real dataset (set datasets.cityscapes.root)
+#   snakemake -n --config check_roots=false results/table_voc.csv   # preview a grid without data
+# The grid lives in workflow/config/config.yaml; every rule calls `python -m harness ...`.
+from snakemake.utils import min_version, validate
+
+min_version("9")
+
+
+configfile: "workflow/config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/students.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        default_targets(),

@@ -1,0 +1,451 @@
+"""The experiment grid of the workflow config: validation, expansion and the run-folder layout.
+
+The Snakefile (``workflow/rules/common.smk``) and ``python -m harness grid check`` both use this
+module, so the grid is expanded once, in plain Python (no torch import: a dry run of the whole
+paper grid must stay fast).
+
+Run folders (relative to ``runs_dir``)::
+
+    {dataset}/teachers/{teacher}/seed{seed}/            a teacher trained by the workflow
+    {dataset}/teachers/{teacher}/eval.json              the teacher's mIoU (trained or supplied)
+    {dataset}/students/{student}/seed{seed}/            the student alone (method baseline)
+    {dataset}/{teacher}__{student}/{variant}/seed{seed}/  a distilled student
+
+A *variant* is a method with a preset and options. The main-table variant of a method is named
+after the method; ablation and sensitivity variants that differ from it get a suffix naming the
+difference (``heteroakd-no_kmm``, ``heteroakd-lambda1_0.5-lambda2_2``); a variant equal to the
+main one reuses its runs.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+WORKFLOW_DIR = Path(__file__).resolve().parents[2] / "workflow"
+DEFAULT_CONFIG = WORKFLOW_DIR / "config" / "config.yaml"
+SCHEMA = WORKFLOW_DIR / "schemas" / "config.schema.yaml"
+
+FAMILIES = ("cnn", "transformer")
+# Keys of a family's optimiser block and the RunConfig key each one sets.
+OPTIM_KEYS = {
+    "optimizer": "train.optimizer",
+    "lr": "train.lr",
+    "lr_reference_batch": "train.lr_reference_batch",
+    "weight_decay": "train.weight_decay",
+    "momentum": "train.momentum",
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A teacher -> student pair; ``kind`` is heterogeneous when the families differ."""
+
+    teacher: str
+    student: str
+    kind: str
+
+    @property
+    def token(self) -> str:
+        """``teacher:student:kind``, the form the report commands take."""
+        return f"{self.teacher}:{self.student}:{self.kind}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.teacher}__{self.student}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method with a preset and option overrides (``options`` as sorted key/value pairs)."""
+
+    name: str
+    method: str
+    preset: str | None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass
+class DatasetPlan:
+    """Everything the workflow runs for one dataset."""
+
+    name: str
+    cfg: dict[str, Any]
+    runs_dir: str
+    results_dir: str
+    seeds: list[int]
+    pairs: list[Pair]
+    main: dict[str, Variant]  # method -> its main-table variant (baseline included)
+    ablation_pairs: list[Pair] = field(default_factory=list)
+    ablation: dict[str, Variant] = field(default_factory=dict)  # preset -> variant
+    sensitivity_pair: Pair | None = None
+    sensitivity: list[tuple[dict[str, float], Variant]] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- layout
+    def teacher_dir(self, teacher: str) -> str:
+        return f"{self.runs_dir}/{self.name}/teachers/{teacher}/seed{self.cfg['teacher_seed']}"
+
+    def teacher_eval(self, teacher: str) -> str:
+        return f"{self.runs_dir}/{self.name}/teachers/{teacher}/eval.json"
+
+    def teacher_model(self, teacher: str) -> str:
+        """The model folder the students are distilled from (trained or user-supplied)."""
+        supplied = self.cfg["teachers"][teacher]["checkpoint"]
+        return supplied if supplied else f"{self.teacher_dir(teacher)}/model"
+
+    def student_dir(self, student: str, seed: int) -> str:
+        return f"{self.runs_dir}/{self.name}/students/{student}/seed{seed}"
+
+    def distill_dir(self, pair: Pair, variant: str, seed: int) -> str:
+        return f"{self.runs_dir}/{self.name}/{pair.folder}/{variant}/seed{seed}"
+
+    def run_dir(self, pair: Pair, variant: Variant, seed: int) -> str:
+        if variant.method == "baseline":
+            return self.student_dir(pair.student, seed)
+        return self.distill_dir(pair, variant.name, seed)
+
+    def result(self, stem: str, ext: str) -> str:
+        return f"{self.results_dir}/{stem}_{self.name}.{ext}"
+
+    # ------------------------------------------------------------- the grid
+    @property
+    def teachers(self) -> list[str]:
+        """Teachers the pairs use, in first-use order."""
+        return list(dict.fromkeys(p.teacher for p in self.pairs))
+
+    @property
+    def trained_teachers(self) -> list[str]:
+        return [t for t in self.teachers if not self.cfg["teachers"][t]["checkpoint"]]
+
+    @property
+    def students(self) -> list[str]:
+        return list(dict.fromkeys(p.student for p in self.pairs))
+
+    def distill_runs(self) -> list[tuple[Pair, Variant]]:
+        """Every distinct (pair, variant) the dataset trains, main table first, no repeats."""
+        out: dict[tuple[str, str], tuple[Pair, Variant]] = {}
+        for pair in self.pairs:
+            for variant in self.main.values():
+                if variant.method != "baseline":
+                    out.setdefault((pair.folder, variant.name), (pair, variant))
+        for pair in self.ablation_pairs:
+            for variant in self.ablation.values():
+                out.setdefault((pair.folder, variant.name), (pair, variant))
+        if self.sensitivity_pair is not None:
+            for _, variant in self.sensitivity:
+                out.setdefault((self.sensitivity_pair.folder, variant.name), (self.sensitivity_pair, variant))
+        return list(out.values())
+
+    def variant(self, pair_folder: str, name: str) -> tuple[Pair, Variant]:
+        for pair, variant in self.distill_runs():
+            if pair.folder == pair_folder and variant.name == name:
+                return pair, variant
+        raise ConfigError(
+            f"run {self.name}/{pair_folder}/{name} is not in the grid of workflow/config/config.yaml; "
+            f"request a target the config defines"
+        )
+
+    def table_runs(self) -> list[str]:
+        """Run folders behind results/table_{dataset}.csv."""
+        return [self.run_dir(p, v, s) for p in self.pairs for v in self.main.values() for s in self.seeds]
+
+    def ablation_runs(self) -> list[str]:
+        runs = [self.run_dir(p, v, s) for p in self.ablation_pairs
+                for v in [self.main["baseline"], *self.ablation.values()] for s in self.seeds]
+        return list(dict.fromkeys(runs))
+
+    def sensitivity_runs(self) -> list[str]:
+        assert self.sensitivity_pair is not None
+        variants = [self.main["baseline"]] + [v for _, v in self.sensitivity]
+        return list(dict.fromkeys(self.run_dir(self.sensitivity_pair, v, s)
+                                  for v in variants for s in self.seeds))
+
+    def targets(self) -> list[str]:
+        """The dataset's result files (what ``rule all`` asks for)."""
+        out = [self.result("table", "csv"), self.result("table", "md")]
+        if self.ablation:
+            out += [self.result("ablation", "csv"), self.result("ablation", "png")]
+        if self.sensitivity:
+            out += [self.result("sensitivity", "csv"), self.result("sensitivity", "png")]
+        out += [self.result("cka", "csv"), self.result("cka", "png"), self.result("qualitative", "png")]
+        return out
+
+    def qualitative_pair(self) -> Pair:
+        wanted = self.cfg["qualitative"].get("pair")
+        if wanted:
+            return _find_pair(self, wanted, "qualitative.pair")
+        hetero = [p for p in self.pairs if p.kind == "heterogeneous"]
+        return (hetero or self.pairs)[0]
+
+    # ----------------------------------------------------------- run config
+    def train_settings(self, config: dict[str, Any], student: str, seed: int, *,
+                       teacher: str | None = None, variant: Variant | None = None,
+                       as_teacher: bool = False) -> list[str]:
+        """``key=value`` overrides for ``python -m harness train --set ...`` (one run)."""
+        cfg = self.cfg
+        schedule = cfg["schedule"]
+        family = config["families"][student]
+        smoke = config["scale"] == "smoke"
+        iterations = schedule["teacher_iterations"] if as_teacher else schedule["iterations"]
+        batch = schedule["teacher_batch"] if as_teacher else schedule["batch"]
+        if smoke:
+            iterations = config["smoke"]["teacher_iterations" if as_teacher else "iterations"]
+            batch = min(batch, config["smoke"]["batch"])
+        values: dict[str, Any] = {
+            "seed": seed,
+            "protocol": cfg["protocol"],
+            "data.name": self.name,
+            "data.root": cfg["root"],
+            "data.crop": list(schedule["crop"]),
+            "data.batch_size": batch,
+            "data.workers": schedule["workers"],
+            "data.val_split": cfg["val_split"],
+            "model.student": student,
+            "train.iterations": iterations,
+            "train.threads": config["launch"]["threads"],
+            "train.checkpoint_every": min(schedule["checkpoint_every"], iterations),
+        }
+        for key, target in OPTIM_KEYS.items():
+            if key in schedule["optim"][family]:
+                values[target] = schedule["optim"][family][key]
+        if smoke:
+            values["data.max_val_images"] = config["smoke"]["max_val_images"]
+        if config["pretrained"].get(student):
+            values["model.pretrained"] = config["pretrained"][student]
+        method = variant or self.main["baseline"]
+        values["method.name"] = method.method
+        if method.preset:
+            values["method.preset"] = method.preset
+        for key, value in method.options:
+            values[f"method.options.{key}"] = value
+        if teacher is not None:
+            values["model.teacher"] = teacher
+            values["model.teacher_checkpoint"] = self.teacher_model(teacher)
+        values.update(cfg["run_overrides"])
+        return [f"{key}={_yaml_scalar(value)}" for key, value in values.items()]
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A value as ``--set`` parses it back (YAML; JSON is valid YAML)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def set_args(settings: list[str]) -> str:
+    """``--set 'k=v' ...`` for a shell line."""
+    return " ".join(f"--set {shlex.quote(s)}" for s in settings)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower()
+
+
+def _variant(method: str, preset: str | None, options: dict[str, Any], main: Variant | None) -> Variant:
+    """The variant (method, preset, options); named after what differs from the main one."""
+    items = tuple(sorted(options.items()))
+    if main is not None and main.preset == preset and main.options == items:
+        return main
+    name = method
+    if main is None or preset != main.preset:
+        name += f"-{preset or 'default'}"
+    main_options = main.options_dict if main is not None else {}
+    for key, value in items:
+        if main_options.get(key, object()) != value:
+            name += f"-{key}_{_fmt(value)}"
+    return Variant(name, method, preset, items)
+
+
+def _find_pair(plan: DatasetPlan, spec: dict[str, str], key: str) -> Pair:
+    for pair in plan.pairs:
+        if pair.teacher == spec["teacher"] and pair.student == spec["student"]:
+            return pair
+    raise ConfigError(
+        f"datasets.{plan.name}.{key} ({spec['teacher']} -> {spec['student']}) is not one of the "
+        f"dataset's pairs; add it to datasets.{plan.name}.pairs or pick one of "
+        f"{[p.teacher + ' -> ' + p.student for p in plan.pairs]}"
+    )
+
+
+def _truthy(value: Any, key: str) -> bool:
+    # `snakemake --config k=false` passes the string "false" (only "True"/"False" become bools).
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+
+
+def normalise(config: dict[str, Any]) -> dict[str, Any]:
+    """Coerce command-line strings (``--config check_roots=false``) to their types, in place."""
+    config["check_roots"] = _truthy(config.get("check_roots", True), "check_roots")
+    return config
+
+
+def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
+    """(runs_dir, results_dir): smoke runs never overwrite full ones unless the user says so."""
+    smoke = config["scale"] == "smoke"
+    runs_dir = config["runs_dir"] or ("runs/smoke" if smoke else "runs")
+    results_dir = config["results_dir"] or ("results/smoke" if smoke else "results")
+    return runs_dir.rstrip("/"), results_dir.rstrip("/")
+
+
+def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
+    """Expand one dataset of a schema-valid workflow config; inconsistencies raise ConfigError."""
+    cfg = config["datasets"][name]
+    families = config["families"]
+    runs_dir, results_dir = output_dirs(config)
+    n_seeds = config["seeds"] if config["seeds"] is not None else cfg["seeds"]
+    pairs = []
+    for i, spec in enumerate(cfg["pairs"]):
+        for role in ("teacher", "student"):
+            if spec[role] not in families:
+                raise ConfigError(
+                    f"datasets.{name}.pairs[{i}].{role} {spec[role]!r} has no family; add it to "
+                    f"`families` (cnn or transformer)"
+                )
+        if spec["teacher"] not in cfg["teachers"]:
+            raise ConfigError(
+                f"datasets.{name}.pairs[{i}] uses teacher {spec['teacher']!r} that "
+                f"datasets.{name}.teachers does not list; add `{spec['teacher']}: {{checkpoint: null}}` "
+                f"(trained by the workflow) or a checkpoint path"
+            )
+        kind = "homogeneous" if families[spec["teacher"]] == families[spec["student"]] else "heterogeneous"
+        pairs.append(Pair(spec["teacher"], spec["student"], kind))
+    for model in {p.student for p in pairs} | {p.teacher for p in pairs}:
+        if families[model] not in cfg["schedule"]["optim"]:
+            raise ConfigError(
+                f"datasets.{name}.schedule.optim has no entry for family {families[model]!r} "
+                f"(model {model}); add one"
+            )
+    if "baseline" not in cfg["methods"]:
+        raise ConfigError(f"datasets.{name}.methods must include `baseline` (the delta reference)")
+    main = {m: Variant(m, m, spec.get("preset"), tuple(sorted(spec.get("options", {}).items())))
+            for m, spec in cfg["methods"].items()}
+    plan = DatasetPlan(name, cfg, runs_dir, results_dir, list(range(n_seeds)), pairs, main)
+
+    ablation = cfg.get("ablation")
+    if ablation:
+        method = ablation["method"]
+        if method not in main:
+            raise ConfigError(f"datasets.{name}.ablation.method {method!r} is not in datasets.{name}.methods; add it there")
+        if ablation["pairs"] == "heterogeneous":
+            plan.ablation_pairs = [p for p in pairs if p.kind == "heterogeneous"]
+        else:
+            plan.ablation_pairs = [_find_pair(plan, s, "ablation.pairs") for s in ablation["pairs"]]
+        if not plan.ablation_pairs:
+            raise ConfigError(f"datasets.{name}.ablation selects no pair; list pairs or add a heterogeneous pair")
+        base = main[method]
+        plan.ablation = {p: _variant(method, p, base.options_dict, base) for p in ablation["presets"]}
+
+    sens = cfg.get("sensitivity")
+    if sens:
+        method = sens["method"]
+        if method not in main:
+            raise ConfigError(f"datasets.{name}.sensitivity.method {method!r} is not in datasets.{name}.methods; add it there")
+        plan.sensitivity_pair = _find_pair(plan, sens["pair"], "sensitivity.pair")
+        axes = list(sens["options"])
+        if len(axes) != 2:
+            raise ConfigError(f"datasets.{name}.sensitivity.options must name exactly two options (e.g. lambda1, lambda2), got {axes}")
+        base = main[method]
+        points = [({}, base)]  # the method's default setting, marked in the plot
+        for a in sens["options"][axes[0]]:
+            for b in sens["options"][axes[1]]:
+                values = {axes[0]: a, axes[1]: b}
+                points.append((values, _variant(method, base.preset, {**base.options_dict, **values}, base)))
+        seen: set[str] = set()
+        plan.sensitivity = [(v, var) for v, var in points if not (var.name in seen or seen.add(var.name))]
+    return plan
+
+
+def check_config(config: dict[str, Any]) -> dict[str, DatasetPlan]:
+    """Plans for every dataset; raises ConfigError on the first inconsistency."""
+    normalise(config)
+    if config["scale"] not in ("full", "smoke"):
+        raise ConfigError(f"config key 'scale' must be 'full' or 'smoke', got {config['scale']!r}")
+    unknown = [d for d in config["default_datasets"] if d not in config["datasets"]]
+    if unknown:
+        raise ConfigError(f"default_datasets names {unknown} that `datasets` does not define; define them or remove them")
+    return {name: plan_dataset(config, name) for name in config["datasets"]}
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def validate_schema(config: dict[str, Any]) -> None:
+    """JSON-schema validation (what the Snakefile's ``validate`` does), as one ConfigError."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"workflow config key {where}: {err.message}; fix it in the config or --config")
+
+
+def load_workflow_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"workflow config {file} does not exist; pass an existing --config FILE")
+    config = yaml.safe_load(file.read_text()) or {}
+    validate_schema(config)
+    return config
+
+
+def job_counts(config: dict[str, Any], datasets: list[str]) -> dict[str, int]:
+    """Jobs per rule to build every target of ``datasets`` from scratch (``grid check``)."""
+    plans = check_config(config)
+    counts: dict[str, int] = {}
+
+    def add(rule: str, n: int) -> None:
+        if n:
+            counts[rule] = counts.get(rule, 0) + n
+
+    for name in datasets:
+        plan = plans[name]
+        add("prepare_data", int(plan.cfg["prepare"]))
+        add("train_teacher", len(plan.trained_teachers))
+        add("eval_teacher", len(plan.teachers))
+        add("train_student", len(plan.students) * len(plan.seeds))
+        add("distill", len(plan.distill_runs()) * len(plan.seeds))
+        add("table", 1)
+        add("ablation", int(bool(plan.ablation)))
+        add("sensitivity", int(bool(plan.sensitivity)))
+        add("cka", 1)
+        add("qualitative", 1)
+    return counts
+
+
+def check_roots(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
+    """Refuse a dataset whose root is missing or malformed, naming the config key to set.
+
+    Called by the workflow before its first job (``onstart``), only for the datasets that have
+    jobs to run; built-in datasets (``prepare: true``) are generated by a job instead.
+    """
+    from harness.data import check_dataset  # torch import: only when jobs are about to run
+    from harness.errors import DataError
+
+    for name in datasets:
+        plan = plans[name]
+        if plan.cfg["prepare"]:
+            continue
+        try:
+            check_dataset(name, plan.cfg["root"], splits=["train", plan.cfg["val_split"]])
+        except DataError as err:
+            raise DataError(
+                f"{err} (set datasets.{name}.root in workflow/config/config.yaml or with "
+                f"--config 'datasets={{{name}: {{root: /path/to/{name}}}}}'; "
+                f"`snakemake -n` previews the grid without data)"
+            ) from None

@@ -1,0 +1,28 @@
+# The teacher's mIoU on the evaluation split, the same way for trained and supplied teachers
+# (the tables' "teacher mIoU" column).
+
+
+rule eval_teacher:
+    input:
+        data=data_input,
+        model=teacher_model_input,
+    output:
+        f"{RUNS}/{{dataset}}/teachers/{{teacher}}/eval.json",
+    params:
+        model=lambda wildcards: plan_of(wildcards).teacher_model(wildcards.teacher),
+        root=lambda wildcards: plan_of(wildcards).cfg["root"],
+        split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
+    log:
+        f"{LOGS}{{dataset}}/teachers/{{teacher}}_eval.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/teachers/{{teacher}}_eval.tsv"
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=mem_mb,
+        runtime=60,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness eval --model {params.model} --dataset {wildcards.dataset}"
+        " --root {params.root} --split {params.split} --out {output} > {log} 2>&1"

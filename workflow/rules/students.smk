@@ -1,0 +1,28 @@
+# Each student alone (method baseline): the reference every delta is measured against.
+
+
+rule train_student:
+    input:
+        data_input,
+    output:
+        metrics=f"{RUNS}/{{dataset}}/students/{{student}}/seed{{seed}}/metrics.json",
+        model=model_files(f"{RUNS}/{{dataset}}/students/{{student}}/seed{{seed}}/model"),
+    params:
+        launch=LAUNCH,
+        settings=lambda wildcards: G.set_args(
+            plan_of(wildcards).train_settings(config, wildcards.student, int(wildcards.seed))
+        ),
+        out=lambda wildcards, output: os.path.dirname(output.metrics),
+    log:
+        f"{LOGS}{{dataset}}/students/{{student}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/students/{{student}}_seed{{seed}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("student_runtime"),
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1"

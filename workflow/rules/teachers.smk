@@ -1,0 +1,31 @@
+# Teachers trained by the workflow (method baseline at the teacher schedule). A teacher with
+# `checkpoint:` set in the config is never trained: its folder is used as is.
+
+
+rule train_teacher:
+    input:
+        data_input,
+    output:
+        metrics=f"{RUNS}/{{dataset}}/teachers/{{teacher}}/seed{{seed}}/metrics.json",
+        model=model_files(f"{RUNS}/{{dataset}}/teachers/{{teacher}}/seed{{seed}}/model"),
+    params:
+        launch=LAUNCH,
+        settings=lambda wildcards: G.set_args(
+            plan_of(wildcards).train_settings(
+                config, wildcards.teacher, int(wildcards.seed), as_teacher=True
+            )
+        ),
+        out=lambda wildcards, output: os.path.dirname(output.metrics),
+    log:
+        f"{LOGS}{{dataset}}/teachers/{{teacher}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/teachers/{{teacher}}_seed{{seed}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("teacher_runtime"),
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1"
