@@ -29,7 +29,8 @@ def info(name: str, last: int, classes: int = 3) -> ModelInfo:
 def loop_omni_contrast(gen, feat_t, tau, groups, pool, patch):
     """Anchor by anchor, straight from methods.md (crop to whole patches, drop extra channels)."""
     if pool > 1:
-        gen, feat_t = F.max_pool2d(gen, pool), F.max_pool2d(feat_t, pool)
+        window = (min(pool, gen.shape[-2]), min(pool, gen.shape[-1]))
+        gen, feat_t = F.max_pool2d(gen, window), F.max_pool2d(feat_t, window)
     batch, channels, height, width = gen.shape
     ph, pw = min(patch, height), min(patch, width)
     height, width = height // ph * ph, width // pw * pw
@@ -92,6 +93,14 @@ def test_omni_contrast_on_a_map_smaller_than_a_patch():
     gen, feat_t = torch.randn(1, 4, 2, 3), torch.randn(1, 4, 2, 3)
     expected = loop_omni_contrast(gen, feat_t, 0.07, 2, 1, 4)  # patch shrinks to 2x3
     got = omni_contrast_loss(gen, feat_t, tau=0.07, groups=2, pool=1, patch=4)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_omni_contrast_on_a_map_smaller_than_the_pooling_window():
+    torch.manual_seed(3)
+    gen, feat_t = torch.randn(2, 32, 2, 3), torch.randn(2, 32, 2, 3)
+    expected = loop_omni_contrast(gen, feat_t, 0.07, 16, 4, 4)  # pooled to 1x1: 15 negatives
+    got = omni_contrast_loss(gen, feat_t, tau=0.07, groups=16, pool=4, patch=4)
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
