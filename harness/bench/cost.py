@@ -4,8 +4,9 @@ extra parameters and FLOPs, measured after warm-up as medians of interleaved rep
 Columns (one row per pair x method; ratios are within one process, never across runs):
 ``teacher_fwd_ms``, ``student_step_ms`` (the limit's two parts), ``full_step_ms``,
 ``method_ms = full - teacher - student``, ``overhead = full / (teacher + student)``,
-``peak_mem_mb`` (full step) and ``limit_peak_mem_mb`` (teacher forward + student step) with
-``mem_kind`` saying what they are, ``method_params``, ``method_gflops`` (one distiller forward),
+``peak_mem_mb`` (full step), ``limit_peak_mem_mb`` (teacher forward + student step) and
+``base_mem_mb`` (models, optimiser and batch built, before any step) with ``mem_kind`` saying
+what they are, ``method_params``, ``method_gflops`` (one distiller forward),
 ``images_per_s = batch / full step``, and the settings ``device, threads, torch, amp,
 channels_last, crop, batch``.
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("dataset", "teacher", "student", "method", "preset", "crop", "batch",
            "teacher_fwd_ms", "student_step_ms", "full_step_ms", "method_ms", "overhead",
-           "peak_mem_mb", "limit_peak_mem_mb", "mem_kind", "method_params", "method_gflops",
+           "peak_mem_mb", "limit_peak_mem_mb", "base_mem_mb", "mem_kind", "method_params", "method_gflops",
            "images_per_s", "device", "threads", "torch", "amp", "channels_last", "warmup",
            "repeats")
 
@@ -127,6 +128,7 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
                        precision, optimizer)
 
     # Memory first, smallest phase first, so a monotonic peak still separates the phases.
+    base_peak = peak_memory_mb(device)  # models, optimiser and batch built, no step yet
     reset_peak_memory(device)
     step.teacher_forward()
     step.student_step()
@@ -164,6 +166,7 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
         "method_ms": round(full_ms - teacher_ms - student_ms, 3),
         "overhead": round(full_ms / (teacher_ms + student_ms), 4),
         "peak_mem_mb": round(full_peak, 1), "limit_peak_mem_mb": round(limit_peak, 1),
+        "base_mem_mb": round(base_peak, 1),
         "mem_kind": mem_kind, "method_params": method_params,
         "method_gflops": round(_finite_or_nan(gflops), 4),
         "images_per_s": round(config.batch / (full_ms / 1e3), 2),

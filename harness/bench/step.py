@@ -8,9 +8,10 @@
 ``limit = teacher_forward + student_step`` is what any distillation step must cost at least;
 ``full_step - limit`` is the method's own share.
 
-The engine owns the training loop; this module mirrors its step (BRIEF: task loss = CE on
-logits bilinearly upsampled to the labels, ignore 255, + ``aux_weight`` * CE of the aux logits;
-distiller terms summed; autocast bf16 + channels_last on CUDA; loss math in float32).
+The engine owns the training loop; the steps here use its pieces (``task_losses``, the optimiser
+builder) and mirror its order: teacher under ``no_grad``, student and distiller under bf16
+autocast on CUDA (channels_last there too), loss terms summed in float32, the distiller's own
+grad clip, one optimiser step.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from harness import IGNORE_INDEX
+from harness.config import TrainConfig
+from harness.engine.optim import build_optimizer as engine_build_optimizer
+from harness.engine.optim import trainable_parameters
+from harness.engine.task_loss import task_losses
 from harness.methods.base import Distiller
 from harness.models.base import SegModel, SegOutput
 
@@ -62,32 +65,13 @@ class Precision:
         return module
 
 
-def task_loss(out: SegOutput, labels: torch.Tensor, aux_weight: float = 0.4) -> torch.Tensor:
-    """CE on logits (B, K, h, w) upsampled to labels (B, H, W), ignore 255, plus
-    ``aux_weight`` * CE of the aux logits when present; float32 outside autocast."""
-    size = tuple(labels.shape[-2:])
-    with torch.autocast(device_type=labels.device.type, enabled=False):
-        logits = F.interpolate(out.logits.float(), size=size, mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-        if out.aux_logits is not None and aux_weight > 0:
-            aux = F.interpolate(out.aux_logits.float(), size=size, mode="bilinear",
-                                align_corners=False)
-            loss = loss + aux_weight * F.cross_entropy(aux, labels, ignore_index=IGNORE_INDEX)
-    return loss
-
-
-def build_optimizer(student: nn.Module, distiller: nn.Module, kind: str, lr: float,
-                    weight_decay: float = 1e-4) -> torch.optim.Optimizer:
-    """SGD (momentum 0.9) or AdamW over every trainable parameter of student and distiller
-    (protocol.md: weight decay on all of them). Parameters without a gradient are skipped by
-    the optimiser, so the student-only step pays nothing for the distiller's."""
-    params = [p for p in list(student.parameters()) + list(distiller.parameters())
-              if p.requires_grad]
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {kind!r}")
+def build_optimizer(student: nn.Module, distiller: nn.Module, kind: str,
+                    lr: float) -> torch.optim.Optimizer:
+    """The engine's optimiser (SGD or AdamW, weight decay on all trainable parameters) over the
+    student's and the distiller's parameters. Parameters without a gradient are skipped by the
+    optimiser, so the student-only step pays nothing for the distiller's."""
+    train = TrainConfig(optimizer=kind)
+    return engine_build_optimizer(train, trainable_parameters(student, distiller), lr)
 
 
 class DistillStep:
@@ -123,7 +107,7 @@ class DistillStep:
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast(self.device):
             out_s = self.student(self.images)
-        loss = task_loss(out_s, self.labels, self.aux_weight)
+        loss = sum(task_losses(out_s, self.labels, self.aux_weight).values())
         loss.backward()
         self.optimizer.step()
 
@@ -133,7 +117,7 @@ class DistillStep:
         with self.precision.autocast(self.device):
             out_s = self.student(self.images)
             terms = self.distiller(out_s, out_t, self.labels)
-        loss = task_loss(out_s, self.labels, self.aux_weight)
+        loss = sum(task_losses(out_s, self.labels, self.aux_weight).values())
         for value in terms.values():
             loss = loss + value.float()
         loss.backward()
