@@ -105,6 +105,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if origin is tuple:
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length, one type
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
@@ -133,6 +137,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # programming error
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """Check one value against a type annotation (as for config keys); ConfigError names ``key``."""
+    return _coerce(value, tp, key)
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
