@@ -1,0 +1,64 @@
+"""The resume state of a run: ``<out>/checkpoints/last.pt``, written atomically.
+
+It holds everything the next iteration depends on: student and distiller state (the distiller's
+buffers, e.g. memory queues, included), optimiser, iteration (the poly schedule is a function of
+it), the main process's RNG states, the data sampler position, best-on-val so far and the log
+rows, so that a resumed run on CPU reproduces the uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.errors import CheckpointError
+from harness.io import atomic_write_with
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+#: config keys that may differ between the interrupted and the resuming run: they do not change
+#: the result (thread count, loader workers) or only the reporting.
+RESUME_MAY_DIFFER = ("train.threads", "data.workers", "train.log_every")
+
+
+def checkpoint_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / CHECKPOINT
+
+
+def save_checkpoint(out_dir: str | Path, state: dict[str, Any]) -> None:
+    atomic_write_with(checkpoint_path(out_dir), lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(out_dir: str | Path) -> dict[str, Any] | None:
+    """The saved state, or None when the run has none yet."""
+    path = checkpoint_path(out_dir)
+    if not path.is_file():
+        return None
+    try:
+        # Our own file (it holds python/numpy RNG states, which weights_only refuses).
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise CheckpointError(f"resume checkpoint {path} cannot be read ({err.__class__.__name__}); "
+                              f"delete it to start the run from scratch") from None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "options":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(saved_config: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a checkpoint written under a different config (its result would be
+    neither run's)."""
+    old, new = _flatten(saved_config), _flatten(config)
+    differing = sorted(k for k in set(old) | set(new)
+                       if k not in RESUME_MAY_DIFFER and old.get(k) != new.get(k))
+    if differing:
+        raise CheckpointError(
+            f"{path} was written with a different config ({', '.join(differing)}); rerun with the "
+            f"same config to resume, or use another --out (or delete the checkpoint) to start afresh")

@@ -1,0 +1,82 @@
+"""CLI: ``python -m harness train`` and ``python -m harness eval``."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from harness.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="train a student (optionally distilled from a teacher) and evaluate it",
+        description="Train one run; restarting the same command resumes from OUT/checkpoints/last.pt.")
+    train.add_argument("--config", help="YAML run config (defaults if omitted)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set train.iterations=200 (repeatable)")
+    train.add_argument("--out", required=True, help="run folder (metrics.json, log.csv, model/, ...)")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split")
+    evaluate.add_argument("--model", required=True, help="saved model folder (or a run folder holding model/)")
+    evaluate.add_argument("--dataset", required=True, help="dataset name, e.g. toycity")
+    evaluate.add_argument("--root", required=True, help="dataset root folder")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--max-images", type=int, default=None, help="evaluate the first N images")
+    evaluate.add_argument("--out", required=True, help="JSON file for the scores")
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.engine.loop import train
+
+    config = load_config(args.config, args.overrides)
+    metrics = train(config, Path(args.out))
+    log.info("mIoU %.2f (best %.2f at iteration %s) -> %s", metrics["miou"], metrics["best_miou"],
+             metrics["best_iteration"], Path(args.out) / "metrics.json")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness.data import DATASETS, build_dataset, check_dataset
+    from harness.engine import provenance
+    from harness.engine.evaluate import evaluate
+    from harness.engine.prepare import check_out_dir, resolve_teacher_folder
+    from harness.errors import ConfigError
+    from harness.io import atomic_write_json
+    from harness.models import load_model
+    from harness.registry import UnknownNameError
+
+    out = Path(args.out)
+    check_out_dir(out.parent)
+    if args.max_images is not None and args.max_images < 1:
+        raise UserError(f"--max-images must be >= 1, got {args.max_images}")
+    try:
+        dataset_cls = DATASETS.get(args.dataset)
+    except UnknownNameError as err:
+        raise ConfigError(f"{err}; fix --dataset") from None
+    check_dataset(args.dataset, args.root, splits=[args.split])
+    folder = resolve_teacher_folder(args.model)
+    model, meta = load_model(folder, expect_num_classes=dataset_cls.num_classes,
+                             expect_dataset=args.dataset)
+    dataset = build_dataset(args.dataset, args.root, args.split, train=False, max_images=args.max_images)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scores = evaluate(model.to(device), dataset, device=device, amp=device.type == "cuda")
+    result = {
+        **scores,
+        "model": meta["name"], "model_path": str(folder),
+        "model_sha256": provenance.sha256_of(folder / "model.safetensors"),
+        "trained_on": meta.get("dataset"), "dataset": args.dataset, "root": str(args.root),
+        "split": args.split, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "device": provenance.device_description(device),
+    }
+    atomic_write_json(out, result)
+    log.info("%s on %s/%s: mIoU %.2f, pixel accuracy %.2f -> %s", meta["name"], args.dataset,
+             args.split, scores["miou"], scores["pixel_accuracy"], out)
+    return 0

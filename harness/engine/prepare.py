@@ -1,0 +1,139 @@
+"""Everything a training run needs, built and checked before the first iteration and before any
+file is written: names, method options, dataset root, teacher checkpoint, output folder, resume
+state. A problem here is a :class:`~harness.errors.UserError` and leaves the disk untouched."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from harness.config import RunConfig, check_value, to_dict
+from harness.engine.checkpoint import check_resumable, checkpoint_path, load_checkpoint
+from harness.engine.provenance import sha256_of
+from harness.errors import ConfigError, UserError
+from harness.registry import UnknownNameError
+
+
+@dataclass
+class RunInputs:
+    student: nn.Module
+    teacher: nn.Module | None
+    distiller: nn.Module
+    train_set: Dataset
+    val_set: Dataset
+    num_classes: int
+    class_names: tuple[str, ...]
+    teacher_checkpoint: dict[str, Any] | None  # {path, sha256, dataset, miou}
+    resume_state: dict[str, Any] | None
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail early, without creating anything, when ``out_dir`` cannot be created or written."""
+    probe = out_dir.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {out_dir} cannot be written ({probe} is not a writable "
+                        f"folder); choose another --out")
+
+
+def _named(kind: str, key: str, build: Any) -> Any:
+    try:
+        return build()
+    except UnknownNameError as err:
+        raise ConfigError(f"{err}; fix {key} ({kind})") from None
+
+
+def check_method_options(method_cls: Any, preset: str | None, options: dict[str, Any]) -> None:
+    """Types and ranges of ``method.options`` against the method's ``Options`` dataclass.
+
+    Each given option must have its declared type (``method.options.<key>`` named in the error);
+    every float option of the resolved options (weights, lambdas, temperatures, eps) must be a
+    finite number >= 0: no method has a meaningful negative one, and a negative weight would
+    silently turn distillation into anti-distillation. Unknown keys/presets are left to
+    ``build_distiller``, which lists the valid ones.
+    """
+    options_cls = method_cls.Options
+    hints = typing.get_type_hints(options_cls)
+    for key, value in options.items():
+        if key in hints:
+            check_value(value, hints[key], f"method.options.{key}")
+    try:
+        resolved = method_cls.make_options(preset, **{k: tuple(v) if isinstance(v, list) else v
+                                                      for k, v in options.items()})
+    except (TypeError, ValueError):
+        return  # build_distiller reports it with the valid choices
+    for field in dataclasses.fields(resolved):
+        value = getattr(resolved, field.name)
+        if hints.get(field.name) is float and (not math.isfinite(value) or value < 0):
+            source = "method.options" if field.name in options else f"preset {preset!r}"
+            raise ConfigError(f"config key 'method.options.{field.name}' must be a number >= 0, got "
+                              f"{value!r} (from {source}); fix it in the config or with --set")
+
+
+def resolve_teacher_folder(path: str) -> Path:
+    """A teacher checkpoint is a saved-model folder or a run folder holding ``model/``."""
+    folder = Path(path)
+    return folder / "model" if (folder / "model").is_dir() else folder
+
+
+def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInputs:
+    """Build the models, distiller and datasets of ``config`` and check every input."""
+    from harness.data import DATASETS, build_dataset, check_dataset
+    from harness.methods import METHODS, build_distiller
+    from harness.models import MODELS, build_model, load_model
+
+    check_out_dir(out_dir)
+    data, model = config.data, config.model
+    dataset_cls = _named("dataset", "data.name", lambda: DATASETS.get(data.name))
+    _named("model", "model.student", lambda: MODELS.get(model.student))
+    if model.teacher is not None:
+        _named("model", "model.teacher", lambda: MODELS.get(model.teacher))
+    method_cls = _named("method", "method.name", lambda: METHODS.get(config.method.name))
+    check_method_options(method_cls, config.method.preset, config.method.options)
+    if data.batch_size % world_size:
+        raise ConfigError(f"data.batch_size {data.batch_size} is not divisible by the "
+                          f"{world_size} processes; set a multiple of {world_size}")
+    check_dataset(data.name, data.root, splits=[data.train_split, data.val_split])
+    num_classes = int(dataset_cls.num_classes)
+
+    teacher, teacher_record = None, None
+    if method_cls.needs_teacher:
+        if model.teacher is None or model.teacher_checkpoint is None:
+            raise ConfigError(f"method {config.method.name!r} needs a teacher; set model.teacher "
+                              f"and model.teacher_checkpoint (a trained teacher's run folder)")
+        folder = resolve_teacher_folder(model.teacher_checkpoint)
+        teacher, meta = load_model(folder, expect_name=model.teacher, expect_num_classes=num_classes,
+                                   expect_dataset=data.name)
+        teacher_record = {"path": str(folder), "sha256": sha256_of(folder / "model.safetensors"),
+                          "dataset": meta.get("dataset"), "miou": meta.get("miou")}
+
+    student = build_model(model.student, num_classes, pretrained=model.pretrained)
+    distiller = build_distiller(config.method.name, student.info,
+                                teacher.info if teacher is not None else None,
+                                preset=config.method.preset, options=config.method.options)
+
+    train_set = build_dataset(data.name, data.root, data.train_split, train=True, crop=tuple(data.crop),
+                              scale_range=tuple(data.scale_range), flip=data.flip)
+    val_set = build_dataset(data.name, data.root, data.val_split, train=False,
+                            max_images=data.max_val_images)
+    per_rank = data.batch_size // world_size
+    if len(train_set) // world_size < per_rank:
+        raise ConfigError(f"data.batch_size {data.batch_size} is larger than the {len(train_set)} "
+                          f"training images of {data.name}; lower data.batch_size")
+
+    resume_state = load_checkpoint(out_dir)
+    if resume_state is not None:
+        check_resumable(resume_state["config"], to_dict(config), checkpoint_path(out_dir))
+    return RunInputs(student=student, teacher=teacher, distiller=distiller, train_set=train_set,
+                     val_set=val_set, num_classes=num_classes,
+                     class_names=tuple(getattr(dataset_cls, "class_names", ())) or
+                     tuple(str(k) for k in range(num_classes)),
+                     teacher_checkpoint=teacher_record, resume_state=resume_state)

@@ -1,0 +1,65 @@
+"""Where a result came from: library versions, git commit, device, file hashes, peak memory."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import resource
+import subprocess
+from pathlib import Path
+
+import torch
+
+import harness
+
+
+def versions() -> dict[str, str]:
+    """python, torch, timm, smp (and the harness) versions."""
+    def version_of(dist_name: str) -> str:
+        try:
+            return importlib.metadata.version(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": version_of("timm"),
+        "smp": version_of("segmentation-models-pytorch"),
+        "harness": harness.__version__,
+    }
+
+
+def git_commit() -> str:
+    """The commit of the harness checkout (``-dirty`` if it has uncommitted changes), or 'unknown'."""
+    source = Path(harness.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "") if commit else "unknown"
+
+
+def device_description(device: torch.device) -> str:
+    """E.g. 'cpu (x86_64, 2 threads)' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch on CUDA; on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,82 @@
+"""Seeds and RNG state: every source of randomness in a run follows ``config.seed``.
+
+Data augmentation is seeded *per sample* from (seed, epoch, position) by
+:class:`~harness.engine.data.ResumableSampler`, so the data stream does not depend on the number
+of workers or on where a run was interrupted. The main process's RNGs (dropout, drop-path, a
+method's random sampling) are seeded here once and saved/restored with every checkpoint.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+def use_deterministic_algorithms(device: torch.device) -> None:
+    """Deterministic kernels where they are cheap.
+
+    On CPU the kernels the models use are deterministic already, so asking for it costs nothing
+    and turns a silent regression into a warning. On CUDA, bilinear-upsample backward and
+    scatter-add have no cheap deterministic version, so we keep cuDNN's fast autotuned kernels:
+    GPU runs repeat to within float rounding, not bitwise (see README "Resuming and repeating runs").
+    """
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A 63-bit seed for one sample, a pure function of (run seed, epoch, position)."""
+    state = np.random.SeedSequence([seed, epoch, position]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def seed_sample(seed: int) -> None:
+    """Seed the RNGs a dataset transform may use (torch, numpy, python) before one sample."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed numpy and python in a DataLoader worker from torch's per-worker seed.
+
+    torch seeds each worker from the loader's generator; numpy and python would otherwise be
+    copies of the parent's state in every worker (the classic duplicated-augmentation bug).
+    Samples are re-seeded individually anyway (:func:`seed_sample`); this covers anything a
+    dataset does outside ``__getitem__``.
+    """
+    base = torch.initial_seed() % 2**32
+    random.seed(base)
+    np.random.seed(base)
+
+
+def rng_state(cuda: bool = True) -> dict[str, Any]:
+    """The process's RNG states (for a checkpoint; ``cuda=False``: CPU-side generators only)."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if cuda and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
