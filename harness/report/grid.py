@@ -173,6 +173,8 @@ class DatasetPlan:
     def targets(self) -> list[str]:
         """The dataset's result files (what ``rule all`` asks for)."""
         out = [self.result("table", "csv"), self.result("table", "md")]
+        if self.cfg.get("cost"):
+            out += [self.result("cost", "csv")]
         if self.ablation:
             out += [self.result("ablation", "csv"), self.result("ablation", "png")]
         if self.sensitivity:
@@ -420,6 +422,7 @@ def job_counts(config: dict[str, Any], datasets: list[str]) -> dict[str, int]:
         add("eval_teacher", len(plan.teachers))
         add("train_student", len(plan.students) * len(plan.seeds))
         add("distill", len(plan.distill_runs()) * len(plan.seeds))
+        add("cost", int(bool(plan.cfg.get("cost"))))
         add("table", 1)
         add("ablation", int(bool(plan.ablation)))
         add("sensitivity", int(bool(plan.sensitivity)))

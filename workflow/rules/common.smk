@@ -108,6 +108,18 @@ def qualitative_models(wildcards):
     return models
 
 
+def cost_input(wildcards):
+    """The measured cost, when the dataset configures it (the table's overhead column)."""
+    plan = plan_of(wildcards)
+    return [plan.result("cost", "csv")] if plan.cfg.get("cost") else []
+
+
+def bench_methods(wildcards):
+    """The main-table methods with a teacher, as `bench --methods NAME[:PRESET]`."""
+    variants = [v for v in plan_of(wildcards).main.values() if v.method != "baseline"]
+    return " ".join(f"{v.method}:{v.preset}" if v.preset else v.method for v in variants)
+
+
 onstart:
     if config["check_roots"]:
         planned = {job.wildcards.get("dataset") for job in workflow.dag.needrun_jobs()}

@@ -6,6 +6,7 @@ rule table:
         runs=lambda wildcards: metrics_of(plan_of(wildcards).table_runs()),
         teachers=lambda wildcards: [plan_of(wildcards).teacher_eval(t) for t in plan_of(wildcards).teachers],
         recorded=config["recorded"],
+        cost=cost_input,
     output:
         csv=report(
             f"{RESULTS}/table_{{dataset}}.csv",
@@ -21,7 +22,7 @@ rule table:
             f"{t}={path}" for t, path in zip(plan_of(wildcards).teachers, input.teachers)
         ),
         split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        cost=lambda wildcards: plan_of(wildcards).result("cost", "csv"),
+        cost=lambda wildcards, input: f"{params.cost}" if input.cost else "",
     log:
         f"{LOGS}{{dataset}}/table.log",
     benchmark:
@@ -36,7 +37,7 @@ rule table:
     shell:
         "python -m harness report table --dataset {wildcards.dataset} --split {params.split}"
         " --pairs {params.pairs} --methods {params.methods} --teacher-eval {params.teachers}"
-        " --recorded {input.recorded} --cost {params.cost} --out {output.csv} {input.runs}"
+        " --recorded {input.recorded} {params.cost} --out {output.csv} {input.runs}"
         " > {log} 2>&1"
 
 
@@ -171,3 +172,36 @@ rule qualitative:
         "python -m harness report qualitative --dataset {wildcards.dataset} --root {params.root}"
         " --split {params.split} --images {params.images} {params.models} --out {output}"
         " > {log} 2>&1"
+
+
+rule cost:
+    input:
+        data=data_input,
+    output:
+        csv=f"{RESULTS}/cost_{{dataset}}.csv",
+        md=f"{RESULTS}/cost_{{dataset}}.md",
+    params:
+        pairs=lambda wildcards: " ".join(
+            f"{p.teacher}:{p.student}" for p in plan_of(wildcards).pairs
+        ),
+        methods=bench_methods,
+        crop=lambda wildcards: " ".join(map(str, plan_of(wildcards).cfg["schedule"]["crop"])),
+        batch=lambda wildcards: plan_of(wildcards).cfg["schedule"]["batch"],
+        warmup=lambda wildcards: plan_of(wildcards).cfg["cost"]["warmup"],
+        repeats=lambda wildcards: plan_of(wildcards).cfg["cost"]["repeats"],
+    log:
+        f"{LOGS}{{dataset}}/cost.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/cost.tsv"
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=mem_mb,
+        runtime=60,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness bench --dataset {wildcards.dataset} --crop {params.crop}"
+        " --batch {params.batch} --pairs {params.pairs} --methods {params.methods}"
+        " --warmup {params.warmup} --repeats {params.repeats} --threads {threads}"
+        " --out {output.csv} > {log} 2>&1"

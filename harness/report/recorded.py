@@ -1,0 +1,67 @@
+"""The published figures in ``results/recorded/``: loaded and validated before any use."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import DataError
+
+COLUMNS = ("dataset", "split", "teacher", "student", "method", "miou", "source", "note")
+SPLITS = ("train", "val", "test")
+
+
+def load_recorded(path: str | Path) -> pd.DataFrame:
+    """Published results as a DataFrame (``teacher`` "" when none); refuses a malformed file.
+
+    Checks: the exact columns, a source on every row, mIoU a number in [0, 100], a known split,
+    dataset/student/method present, no duplicate (dataset, split, teacher, student, method).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"recorded results {path} do not exist; restore results/recorded/published_results.csv")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if tuple(frame.columns) != COLUMNS:
+        raise DataError(f"{path} has columns {list(frame.columns)}; expected exactly {list(COLUMNS)}")
+    for i, row in frame.iterrows():
+        line = i + 2  # 1-based, after the header
+        for key in ("dataset", "student", "method", "source"):
+            if not row[key].strip():
+                raise DataError(f"{path} line {line}: empty {key}; every published figure needs one")
+        if row["split"] not in SPLITS:
+            raise DataError(f"{path} line {line}: split {row['split']!r} is not one of {SPLITS}")
+        try:
+            miou = float(row["miou"])
+        except ValueError:
+            raise DataError(f"{path} line {line}: miou {row['miou']!r} is not a number") from None
+        if not math.isfinite(miou) or not 0 <= miou <= 100:
+            raise DataError(f"{path} line {line}: miou {miou} is outside [0, 100] (a percentage)")
+    key = ["dataset", "split", "teacher", "student", "method"]
+    dupes = frame[frame.duplicated(key, keep=False)]
+    if len(dupes):
+        first = dupes.iloc[0]
+        raise DataError(f"{path}: more than one figure for {dict(first[key])}; keep one")
+    frame["miou"] = frame["miou"].astype(float)
+    return frame
+
+
+def published(frame: pd.DataFrame, dataset: str, split: str, teacher: str, student: str,
+              method: str) -> tuple[float, str, str] | None:
+    """(mIoU, source, note) for one row of our table, or None."""
+    rows = frame[(frame.dataset == dataset) & (frame.split == split) & (frame.teacher == teacher)
+                 & (frame.student == student) & (frame.method == method)]
+    if rows.empty and method == "baseline":
+        # a student trained alone is the same whatever teacher it is listed under
+        rows = frame[(frame.dataset == dataset) & (frame.split == split)
+                     & (frame.student == student) & (frame.method == method)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return float(row.miou), row.source, row.note
+
+
+def published_teacher(frame: pd.DataFrame, dataset: str, split: str, teacher: str) -> float | None:
+    rows = frame[(frame.dataset == dataset) & (frame.split == split) & (frame.student == teacher)
+                 & (frame.method == "teacher")]
+    return None if rows.empty else float(rows.iloc[0].miou)

@@ -1,0 +1,81 @@
+"""Read finished runs (``metrics.json`` of a run folder) into small records the tables group."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError
+
+REQUIRED = ("miou", "method", "student", "teacher", "dataset", "seed", "protocol", "config")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished training run."""
+
+    folder: Path
+    dataset: str
+    teacher: str | None
+    student: str
+    method: str
+    preset: str | None
+    options: dict[str, Any]
+    seed: int
+    protocol: str
+    miou: float
+    terms: tuple[str, ...] = field(default=())  # loss terms the run logged (log.csv header)
+
+    @property
+    def setting(self) -> str:
+        """What distinguishes runs of one method on one pair (preset and options)."""
+        return json.dumps({"preset": self.preset, "options": self.options}, sort_keys=True)
+
+
+def load_run(path: str | Path) -> RunResult:
+    """A run from its folder or its ``metrics.json``; a missing or malformed file is a DataError."""
+    path = Path(path)
+    metrics_file = path if path.name == "metrics.json" else path / "metrics.json"
+    if not metrics_file.is_file():
+        raise DataError(f"{metrics_file} does not exist; run the training (snakemake builds it) first")
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except json.JSONDecodeError:
+        raise DataError(f"{metrics_file} is not valid JSON; delete it and rerun that training") from None
+    missing = [k for k in REQUIRED if k not in metrics]
+    if missing:
+        raise DataError(f"{metrics_file} lacks {missing}; it was not written by `python -m harness train`")
+    miou = metrics["miou"]
+    if not isinstance(miou, (int, float)) or not math.isfinite(miou) or not 0 <= miou <= 100:
+        raise DataError(f"{metrics_file}: miou {miou!r} is not a percentage in [0, 100]")
+    method_cfg = (metrics.get("config") or {}).get("method") or {}
+    folder = metrics_file.parent
+    return RunResult(
+        folder=folder,
+        dataset=metrics["dataset"],
+        teacher=metrics["teacher"] or None,
+        student=metrics["student"],
+        method=metrics["method"],
+        preset=method_cfg.get("preset"),
+        options=dict(method_cfg.get("options") or {}),
+        seed=int(metrics["seed"]),
+        protocol=metrics["protocol"],
+        miou=float(miou),
+        terms=_logged_terms(folder / "log.csv"),
+    )
+
+
+def _logged_terms(log_csv: Path) -> tuple[str, ...]:
+    """The ``loss_*`` columns of a run's log (which terms the method really trained with)."""
+    if not log_csv.is_file():
+        return ()
+    with log_csv.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return tuple(c for c in header if c.startswith("loss_"))
+
+
+def load_runs(paths: list[str | Path]) -> list[RunResult]:
+    return [load_run(p) for p in paths]

@@ -1,0 +1,255 @@
+"""Result tables from finished runs: the main table, the ablation and the sensitivity grid.
+
+Every number is a statistic of ``metrics.json`` files: mean and sample std (ddof=1; empty with one
+seed) of the final-checkpoint mIoU over seeds, and the delta against the student trained alone
+(difference of means; its std is over the seeds both have, paired by seed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import DataError
+from harness.io import atomic_write_with
+from harness.report import recorded as rec
+from harness.report.runs import RunResult
+
+TABLE_COLUMNS = [
+    "dataset", "teacher", "student", "kind", "method", "protocol", "miou_mean", "miou_std",
+    "n_seeds", "seeds", "delta", "delta_std", "teacher_miou", "published_miou", "published_source",
+    "published_teacher_miou", "overhead", "notes",
+]
+ABLATION_COLUMNS = [
+    "dataset", "teacher", "student", "kind", "method", "variant", "miou_mean", "miou_std",
+    "n_seeds", "baseline_miou", "delta", "delta_vs_full",
+]
+SENSITIVITY_COLUMNS = [
+    "dataset", "teacher", "student", "method", "axis1", "value1", "axis2", "value2", "miou_mean",
+    "miou_std", "n_seeds", "baseline_miou", "delta", "is_default",
+]
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    teacher: str
+    student: str
+    kind: str = ""
+
+    @classmethod
+    def parse(cls, token: str) -> "PairSpec":
+        """``teacher:student[:kind]``."""
+        parts = token.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise DataError(f"pair {token!r} must look like teacher:student[:kind]")
+        return cls(*parts)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (NaN for a single value)."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    return mean, std
+
+
+def _by_seed(runs: list[RunResult]) -> dict[int, float]:
+    return {r.seed: r.miou for r in runs}
+
+
+def _delta(runs: list[RunResult], base: list[RunResult]) -> tuple[float, float]:
+    if not base:
+        return math.nan, math.nan
+    delta = mean_std([r.miou for r in runs])[0] - mean_std([r.miou for r in base])[0]
+    own, ref = _by_seed(runs), _by_seed(base)
+    paired = [own[s] - ref[s] for s in sorted(own.keys() & ref.keys())]
+    return delta, (statistics.stdev(paired) if len(paired) > 1 else math.nan)
+
+
+def select(runs: list[RunResult], *, student: str, method: str, teacher: str | None = None,
+           what: str = "") -> list[RunResult]:
+    """The runs of one table cell; more than one setting (preset/options) is refused."""
+    if method == "baseline":
+        chosen = [r for r in runs if r.student == student and r.method == "baseline"]
+    else:
+        chosen = [r for r in runs if r.student == student and r.teacher == teacher and r.method == method]
+    settings = {r.setting for r in chosen}
+    if len(settings) > 1:
+        raise DataError(
+            f"runs of {what or method} for {teacher} -> {student} mix settings {sorted(settings)}; "
+            f"pass the runs of one setting"
+        )
+    seeds = [r.seed for r in chosen]
+    if len(seeds) != len(set(seeds)):
+        raise DataError(f"runs of {method} for {teacher} -> {student} repeat a seed: {sorted(seeds)}")
+    return sorted(chosen, key=lambda r: r.seed)
+
+
+def _check_one(runs: list[RunResult], key: str) -> str:
+    values = {getattr(r, key) for r in runs}
+    if len(values) > 1:
+        raise DataError(f"runs mix {key}s {sorted(values)}; a table holds one {key} (make one table each)")
+    return values.pop()
+
+
+def _notes(runs: list[RunResult], method: str) -> str:
+    if method == "baseline":
+        return "student alone"
+    first = runs[0]
+    parts = []
+    if first.preset:
+        parts.append(f"preset {first.preset}")
+    if first.options:
+        parts.append("options " + json.dumps(first.options, sort_keys=True))
+    if first.terms:
+        parts.append("terms " + " ".join(t for t in first.terms if t not in ("loss_task", "loss_aux")))
+    return "; ".join(parts)
+
+
+def _cost(cost: pd.DataFrame | None, teacher: str, student: str, method: str,
+          preset: str | None) -> float:
+    """The benchmark's overhead (full step / (teacher forward + student step)) for this cell."""
+    if cost is None or method == "baseline":
+        return math.nan
+    rows = cost[(cost.teacher == teacher) & (cost.student == student) & (cost.method == method)]
+    if "preset" in rows:
+        same = rows[rows.preset.fillna("").astype(str) == (preset or "")]
+        rows = same if len(same) else rows
+    return float(rows.iloc[0].overhead) if len(rows) else math.nan
+
+
+def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str], *,
+                teacher_miou: dict[str, float], split: str = "val",
+                recorded: pd.DataFrame | None = None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per pair x method (in the given orders); every cell must have runs."""
+    if not runs:
+        raise DataError("no runs given; pass the metrics.json files of the table's runs")
+    dataset = _check_one(runs, "dataset")
+    protocol = _check_one(runs, "protocol")
+    rows = []
+    for pair in pairs:
+        base = select(runs, student=pair.student, method="baseline")
+        for method in methods:
+            cell = select(runs, student=pair.student, method=method, teacher=pair.teacher)
+            if not cell:
+                raise DataError(f"no runs of {method} for {pair.teacher} -> {pair.student} among the inputs")
+            mean, std = mean_std([r.miou for r in cell])
+            delta, delta_std = _delta(cell, base)
+            pub = rec.published(recorded, dataset, split, pair.teacher, pair.student, method) if recorded is not None else None
+            pub_teacher = rec.published_teacher(recorded, dataset, split, pair.teacher) if recorded is not None else None
+            notes = _notes(cell, method)
+            if pub and pub[2]:
+                notes = f"{notes}; published: {pub[2]}" if notes else f"published: {pub[2]}"
+            rows.append({
+                "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
+                "kind": pair.kind, "method": method, "protocol": protocol,
+                "miou_mean": mean, "miou_std": std, "n_seeds": len(cell),
+                "seeds": " ".join(str(r.seed) for r in cell),
+                "delta": 0.0 if method == "baseline" else delta,
+                "delta_std": math.nan if method == "baseline" else delta_std,
+                "teacher_miou": teacher_miou.get(pair.teacher, math.nan),
+                "published_miou": pub[0] if pub else math.nan,
+                "published_source": pub[1] if pub else "",
+                "published_teacher_miou": math.nan if pub_teacher is None else pub_teacher,
+                "overhead": _cost(cost, pair.teacher, pair.student, method, cell[0].preset),
+                "notes": notes,
+            })
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
+                   variants: list[str]) -> pd.DataFrame:
+    """Rows per pair x preset of ``method`` (the run's ``method.preset``; "default" when none)."""
+    dataset = _check_one(runs, "dataset")
+    rows = []
+    for pair in pairs:
+        base = select(runs, student=pair.student, method="baseline")
+        if not base:
+            raise DataError(f"no baseline runs of {pair.student} among the inputs; the ablation needs them")
+        base_mean = mean_std([r.miou for r in base])[0]
+        of_pair = [r for r in runs if r.teacher == pair.teacher and r.student == pair.student and r.method == method]
+        means: dict[str, float] = {}
+        for variant in variants:
+            cell = sorted((r for r in of_pair if (r.preset or "default") == variant), key=lambda r: r.seed)
+            if not cell:
+                raise DataError(f"no runs of {method} preset {variant} for {pair.teacher} -> {pair.student}")
+            mean, std = mean_std([r.miou for r in cell])
+            means[variant] = mean
+            rows.append({
+                "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
+                "kind": pair.kind, "method": method, "variant": variant, "miou_mean": mean,
+                "miou_std": std, "n_seeds": len(cell), "baseline_miou": base_mean,
+                "delta": mean - base_mean,
+            })
+        for row in rows[-len(variants):]:
+            row["delta_vs_full"] = row["miou_mean"] - means["full"] if "full" in means else math.nan
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+
+
+Resolver = Callable[[str, str | None, dict[str, Any]], dict[str, Any]]
+
+
+def resolve_options(method: str, preset: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """A method's effective options: defaults, then the preset, then the run's overrides."""
+    from dataclasses import asdict
+
+    from harness.methods import METHODS  # imports torch: only the sensitivity job needs it
+
+    return asdict(METHODS.get(method).make_options(preset, **options))
+
+
+def build_sensitivity(runs: list[RunResult], pair: PairSpec, method: str, axes: tuple[str, str],
+                      resolve: Resolver = resolve_options) -> pd.DataFrame:
+    """mIoU per (axis1, axis2) setting of ``method`` on one pair.
+
+    The default setting (a run without overrides of the axes) is flagged ``is_default``; where it
+    coincides with a grid point, the grid point's runs are used and the point is flagged.
+    """
+    dataset = _check_one(runs, "dataset")
+    base = select(runs, student=pair.student, method="baseline")
+    if not base:
+        raise DataError(f"no baseline runs of {pair.student} among the inputs; the plot marks them")
+    base_mean = mean_std([r.miou for r in base])[0]
+    groups: dict[tuple[float, float], dict[str, list[RunResult]]] = {}
+    for run in runs:
+        if run.method != method or run.teacher != pair.teacher or run.student != pair.student:
+            continue
+        values = resolve(method, run.preset, run.options)
+        key = (float(values[axes[0]]), float(values[axes[1]]))
+        explicit = any(a in run.options for a in axes)
+        groups.setdefault(key, {}).setdefault("grid" if explicit else "default", []).append(run)
+    if not groups:
+        raise DataError(f"no runs of {method} for {pair.teacher} -> {pair.student} among the inputs")
+    rows = []
+    for (v1, v2), kinds in sorted(groups.items()):
+        cell = kinds.get("grid") or kinds["default"]
+        mean, std = mean_std([r.miou for r in cell])
+        rows.append({
+            "dataset": dataset, "teacher": pair.teacher, "student": pair.student, "method": method,
+            "axis1": axes[0], "value1": v1, "axis2": axes[1], "value2": v2, "miou_mean": mean,
+            "miou_std": std, "n_seeds": len(cell), "baseline_miou": base_mean,
+            "delta": mean - base_mean, "is_default": "default" in kinds,
+        })
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    return shown.to_markdown(index=False) + "\n"
+
+
+def write_frame(frame: pd.DataFrame, csv_path: str | Path, md: bool = False) -> None:
+    """CSV (full precision, NaN as empty) and optionally a Markdown twin; both atomic."""
+    csv_path = Path(csv_path)
+    atomic_write_with(csv_path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.4f"))
+    if md:
+        text = _markdown(frame)
+        atomic_write_with(csv_path.with_suffix(".md"), lambda tmp: tmp.write_text(text))
