@@ -32,11 +32,12 @@ PIPELINE_COLUMNS = ("dataset", "measure", "value", "unit", "versus", "versus_val
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure the cost of each distillation method",
                               description=__doc__.splitlines()[0])
-    data = p.add_mutually_exclusive_group()
-    data.add_argument("--dataset", default="toycity",
-                      help="dataset name: its class count, and the method presets named after it")
-    data.add_argument("--dataset-classes", type=int, metavar="K",
-                      help="a class count instead of a registered dataset (dataset column 'k<K>')")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name (default toycity): its class count, the method presets "
+                        "named after it, the dataset column and {dataset} in --out")
+    p.add_argument("--dataset-classes", type=int, metavar="K",
+                   help="the class count, without looking the dataset up; alone, the dataset "
+                        "column reads 'k<K>'")
     p.add_argument("--root", default=None,
                    help="dataset root for --pipeline's loader benchmark (default data/<dataset>)")
     p.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("H", "W"))
@@ -100,7 +101,8 @@ def _num_classes(args: argparse.Namespace) -> tuple[str, int]:
     if args.dataset_classes is not None:
         if args.dataset_classes < 1:
             raise ConfigError("--dataset-classes must be >= 1")
-        return f"k{args.dataset_classes}", args.dataset_classes
+        return args.dataset or f"k{args.dataset_classes}", args.dataset_classes
+    args.dataset = args.dataset or "toycity"
     from harness.data import DATASETS
 
     if args.dataset not in DATASETS:
@@ -185,7 +187,7 @@ def pipeline_rows(args: argparse.Namespace, dataset: str, num_classes: int,
             repeats=max(3, args.repeats // 2))
     fastest_student, fastest = max(consumption.items(), key=lambda item: item[1])
 
-    if dataset.startswith("k"):
+    if args.dataset is None:
         log.info("no dataset named for the loader benchmark (--dataset-classes): skipped")
     else:
         from harness.config import DataConfig

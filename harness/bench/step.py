@@ -88,7 +88,8 @@ class DistillStep:
         self.teacher = precision.prepare(teacher).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.distiller = precision.prepare(distiller).train()
+        # As the engine: channels_last for the two models and the images only.
+        self.distiller = distiller.train()
         self.images = precision.images(images)
         self.labels = labels
         self.precision = precision
@@ -126,7 +127,8 @@ class DistillStep:
             if own:
                 torch.nn.utils.clip_grad_norm_(own, self.distiller.max_grad_norm)
         self.optimizer.step()
-        self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
+        self.last_terms = dict(zip(terms, torch.stack(
+            [value.detach().float() for value in terms.values()]).tolist())) if terms else {}
 
     def method_forward_gflops(self) -> float:
         """GFLOPs of one distiller forward on real outputs (FlopCounterMode: matmuls and
