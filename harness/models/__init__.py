@@ -9,7 +9,19 @@ harness/models/segformer.py). Demo models for the built-in dataset on CPU: ``dee
 Demo model cost, measured (torch 2.14.1 CPU, 1 thread, fp32, batch 8 at 64x128, K=11, train mode,
 median of 7 runs after 2 warm-ups; on the shared 2-core dev machine):
 
-TIMING_TABLE
+==================  ============  =======  ==============  ==============
+model               role          params   forward (ms)    fwd+bwd (ms)
+==================  ============  =======  ==============  ==============
+deeplabv3_tiny      CNN student   0.205M   24.0            56.9
+deeplabv3_small     CNN teacher   0.689M   45.4            111.0
+segformer_tiny      TF student    0.436M   16.5            55.4
+segformer_small     TF teacher    3.172M   56.9            150.7
+==================  ============  =======  ==============  ==============
+
+Budgets: student fwd+bwd <= ~80 ms, teacher forward <= ~60 ms and fwd+bwd <= ~250 ms. Measured
+with load average ~1.5 on the 2 cores; under heavier contention (load ~2.6) the same script gave
+about twice these times. Re-measure with a script that calls build_model(name, 11) and times
+``model(x)`` / ``model(x).logits.mean().backward()`` for x of shape (8, 3, 64, 128).
 """
 import torch
 

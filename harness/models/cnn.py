@@ -15,7 +15,7 @@ Measured parameter counts (K=19, this code) against the references (CIRKD paper 
 ``deeplabv3_r101`` 61.1M, ``deeplabv3_r18`` 13.1M, ``deeplabv3_mbv2`` 3.2M, ``pspnet_r18`` 12.9M —
 see tests/test_models.py for the asserted values.
 
-Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; timings are
+Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; measured times are
 in harness/models/__init__.py's docstring): ``deeplabv3_tiny`` (student) and ``deeplabv3_small``
 (teacher) are BasicBlock ResNets with reduced width/depth, OS8, small ASPP, aux head. Their ASPP
 rates (2, 4, 6) are the paper's (12, 24, 36) rescaled to the 8x16 stride-8 map of a 64x128 image
