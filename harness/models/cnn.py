@@ -12,7 +12,8 @@ and MobileNetV2; PSP projection 128 for ResNet-18. ResNet models carry the FCN a
 (CIRKD ``aux=True``); MobileNetV2 has none (CIRKD's ``deeplabv3_mobile`` has no aux head).
 
 Measured parameter counts (K=19, this code) against the references (CIRKD paper / README):
-``deeplabv3_r101`` 61.1M, ``deeplabv3_r18`` 13.1M, ``deeplabv3_mbv2`` 3.2M, ``pspnet_r18`` 12.9M —
+``deeplabv3_r101`` 61.12M (ref 61.1M), ``deeplabv3_r18`` 13.61M (13.6M), ``deeplabv3_mbv2``
+3.23M (3.2M), ``pspnet_r18`` 12.92M (12.9M) —
 see tests/test_models.py for the asserted values.
 
 Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; measured times are
