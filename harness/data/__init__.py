@@ -1,0 +1,81 @@
+"""Datasets: the built-in ``toycity`` generator and loaders for Cityscapes, VOC, ADE20K, CamVid.
+
+The engine and the workflow use only the three functions below and the :class:`SegDataset`
+contract (``harness/data/base.py``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from harness.data import ade20k, camvid, cityscapes, toycity, voc  # noqa: F401  (register names)
+from harness.data.base import DATASETS, SegDataset
+from harness.data.files import PairedDataset
+from harness.data.transforms import NORMALIZATION, eval_transform, train_transform
+from harness.errors import DataError
+from harness.registry import UnknownNameError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DATASETS", "SegDataset", "NORMALIZATION", "build_dataset", "check_dataset",
+           "prepare_dataset", "dataset_class"]
+
+
+def dataset_class(name: str) -> type[PairedDataset]:
+    """The registered class for ``name``; an unknown name is a DataError listing the valid ones."""
+    try:
+        return DATASETS.get(name)
+    except UnknownNameError as err:
+        raise DataError(str(err)) from None
+
+
+def build_dataset(
+    name: str,
+    root: str | Path,
+    split: str,
+    *,
+    train: bool,
+    crop: tuple[int, int] = (512, 512),
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    flip: bool = True,
+    max_images: int | None = None,
+) -> SegDataset:
+    """One split of dataset ``name`` under ``root``.
+
+    ``train=True``: random scale / pad / crop (H, W) / flip + normalisation, items (3, *crop).
+    ``train=False``: whole image, normalisation only. ``toycity`` is generated on first use.
+    """
+    cls = dataset_class(name)
+    cls.ensure(Path(root))
+    transform = train_transform(tuple(crop), tuple(scale_range), flip) if train else eval_transform()
+    return cls(root, split, transform=transform, max_images=max_images)
+
+
+def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ...] | None = None) -> None:
+    """Check layout and image/label pairing of ``splits`` (default: train and val) up front.
+
+    Fast: lists every file, opens only the first few pairs of each split (size, label values).
+    Raises :class:`DataError` naming the bad file or folder and the expected layout.
+    """
+    cls = dataset_class(name)
+    cls.ensure(Path(root))
+    for split in splits or cls.default_splits:
+        count = cls.check(Path(root), split)
+        log.info("%s %s: %d image/label pairs under %s", name, split, count, root)
+
+
+def prepare_dataset(name: str, root: str | Path, **generator_options: int) -> Path:
+    """Make ``name`` ready at ``root``: toycity is generated if missing (seeded), others checked.
+
+    ``generator_options`` (toycity only): ``seed``, ``num_train``, ``num_val``, ``height``,
+    ``width``; an existing folder made with other values is a DataError.
+    """
+    root = Path(root)
+    if name == "toycity":
+        params = toycity.ToyCityParams(**generator_options) if generator_options else None
+        toycity.generate(root, params)
+    elif generator_options:
+        raise DataError(f"dataset {name} cannot be generated; options {sorted(generator_options)} "
+                        "apply to toycity only")
+    check_dataset(name, root)
+    return root

@@ -1,0 +1,194 @@
+"""Image/label file pairs on disk: reading, checking and the dataset base every loader shares.
+
+Each loader only says *where* its pairs are (:meth:`PairedDataset.list_pairs`) and *how* raw label
+values map to train ids (:attr:`PairedDataset.label_map`, a 256-entry lookup table). Everything
+else — the up-front layout/pairing check, reading, the per-item checks (corrupt file, size
+mismatch, label value outside the class range) and the transform — lives here once.
+
+Every problem is a :class:`~harness.errors.DataError`: one line naming the file or folder and the
+expected layout.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.data.base import SegDataset
+from harness.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+#: entry of a label lookup table for a raw value that is neither a class nor ignore
+INVALID = -1
+#: how many pairs :func:`PairedDataset.check` opens (size and label values); the rest are listed only
+CHECK_OPEN_FIRST = 2
+
+Pair = tuple[Path, Path]
+Transform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+
+
+def identity_label_map(num_classes: int) -> np.ndarray:
+    """Lookup table for labels already stored as train ids: 0..K-1 kept, 255 ignore, else invalid."""
+    lut = np.full(256, INVALID, dtype=np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut
+
+
+def require_dir(folder: Path, what: str, layout: str) -> Path:
+    """Raise a DataError naming ``folder`` and the layout unless it is a directory."""
+    if not folder.is_dir():
+        raise DataError(f"{what} {folder} is not a folder; expected layout: {layout}")
+    return folder
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an RGB image as uint8 (H, W, 3); an unreadable file is a DataError naming it."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three for broken files
+        raise DataError(f"cannot read image {path} ({err}); replace or remove the file") from None
+
+
+def read_label(path: Path) -> np.ndarray:
+    """Read a single-channel or palette label PNG as its raw values (H, W).
+
+    A palette ("P") PNG yields its palette *indices* (VOC), never the RGB colours.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L", "I", "I;16"):
+                raise DataError(
+                    f"label {path} has mode {img.mode}; expected a single-channel or palette PNG "
+                    "of class indices"
+                )
+            return np.asarray(img)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read label {path} ({err}); replace or remove the file") from None
+
+
+def map_label(raw: np.ndarray, lut: np.ndarray, path: Path, valid: str) -> np.ndarray:
+    """Map raw label values through ``lut`` to train ids (uint8, 255 ignore).
+
+    ``valid`` describes the accepted raw values for the error message (e.g. "0..33 or 255").
+    """
+    bad_high = raw.max(initial=0) > 255 or raw.min(initial=0) < 0
+    mapped = lut[np.clip(raw, 0, 255)] if raw.dtype != np.uint8 else lut[raw]
+    if bad_high or (mapped == INVALID).any():
+        values = np.unique(raw[(mapped == INVALID) | (raw > 255) | (raw < 0)])
+        raise DataError(
+            f"label {path} has value(s) {values[:5].tolist()} outside the class range "
+            f"(accepted: {valid}); fix the label file or point --root at the right dataset"
+        )
+    return mapped.astype(np.uint8)
+
+
+class PairedDataset(SegDataset):
+    """A split given as a list of (image, label) files; subclasses say where the pairs are.
+
+    Subclasses set ``name``, ``num_classes``, ``class_names``, ``layout``, ``splits``,
+    ``label_map`` (256-entry int16 table: raw value -> train id, 255 ignore, -1 invalid) and
+    ``label_values`` (human description of the accepted raw values), and implement
+    :meth:`list_pairs`.
+    """
+
+    label_map: ClassVar[np.ndarray]
+    label_values: ClassVar[str]
+    #: splits :func:`harness.data.check_dataset` checks when none are given
+    default_splits: ClassVar[tuple[str, ...]] = ("train", "val")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        *,
+        transform: Transform | None = None,
+        max_images: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        pairs = self.find_pairs(self.root, split)
+        self.pairs: list[Pair] = pairs[:max_images] if max_images is not None else pairs
+
+    # ---- listing (fast; no file opened) -------------------------------------------------------
+    @classmethod
+    def ensure(cls, root: Path) -> None:
+        """Make the data available at ``root`` if this dataset can (the built-in generator does)."""
+
+    @classmethod
+    def list_pairs(cls, root: Path, split: str) -> list[Pair]:
+        """All (image, label) paths of ``split``, sorted; raise DataError for a wrong layout."""
+        raise NotImplementedError
+
+    @classmethod
+    def find_pairs(cls, root: Path, split: str) -> list[Pair]:
+        """Check root + split name, list the pairs, and check every image has its label."""
+        if split not in cls.splits:
+            raise DataError(
+                f"unknown split {split!r} for dataset {cls.name}; valid splits: {', '.join(cls.splits)}"
+            )
+        if not root.is_dir():
+            raise DataError(f"dataset root {root} does not exist; expected layout: {cls.layout}")
+        pairs = cls.list_pairs(root, split)
+        if not pairs:
+            raise DataError(f"no images found for split {split!r} under {root}; expected layout: {cls.layout}")
+        for image_path, label_path in pairs:
+            if not label_path.is_file():
+                raise DataError(
+                    f"image {image_path} has no label (expected {label_path}); expected layout: {cls.layout}"
+                )
+        return sorted(pairs)
+
+    @classmethod
+    def check(cls, root: str | Path, split: str, open_first: int = CHECK_OPEN_FIRST) -> int:
+        """Layout + pairing for the whole split; open the first ``open_first`` pairs. Returns the count."""
+        pairs = cls.find_pairs(Path(root), split)
+        for image_path, label_path in pairs[:open_first]:
+            cls.load_pair(image_path, label_path)
+        return len(pairs)
+
+    # ---- reading one pair ---------------------------------------------------------------------
+    @classmethod
+    def load_pair(cls, image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Read and check one pair: uint8 image (H, W, 3) and uint8 train ids (H, W)."""
+        image = read_image(image_path)
+        raw = read_label(label_path)
+        if raw.shape != image.shape[:2]:
+            raise DataError(
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label "
+                f"{label_path} is {raw.shape[1]}x{raw.shape[0]}; they must have the same size"
+            )
+        return image, map_label(raw, cls.label_map, label_path, cls.label_values)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image float (3, H, W) after the transform and int64 labels (H, W), 255 = ignore."""
+        image, label = self.load_pair(*self.pairs[index])
+        if self.transform is None:
+            return torch.from_numpy(image).permute(2, 0, 1).float(), torch.from_numpy(label).long()
+        return self.transform(image, label)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def pairs_by_stem(
+    images: Sequence[Path], label_dir: Path, image_suffix: str, label_suffix: str
+) -> list[Pair]:
+    """Pair ``<stem><image_suffix>`` images with ``label_dir/<stem><label_suffix>``."""
+    pairs = []
+    for image_path in images:
+        stem = image_path.name[: -len(image_suffix)] if image_suffix else image_path.stem
+        pairs.append((image_path, label_dir / f"{stem}{label_suffix}"))
+    return pairs
