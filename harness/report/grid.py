@@ -157,7 +157,8 @@ class DatasetPlan:
 
     def table_runs(self) -> list[str]:
         """Run folders behind results/table_{dataset}.csv."""
-        return [self.run_dir(p, v, s) for p in self.pairs for v in self.main.values() for s in self.seeds]
+        runs = [self.run_dir(p, v, s) for p in self.pairs for v in self.main.values() for s in self.seeds]
+        return list(dict.fromkeys(runs))  # a student shared by two pairs has one baseline
 
     def ablation_runs(self) -> list[str]:
         runs = [self.run_dir(p, v, s) for p in self.ablation_pairs

@@ -78,4 +78,7 @@ def _logged_terms(log_csv: Path) -> tuple[str, ...]:
 
 
 def load_runs(paths: list[str | Path]) -> list[RunResult]:
-    return [load_run(p) for p in paths]
+    """Each distinct run folder once (a folder named twice is read once)."""
+    folders = dict.fromkeys(Path(p).resolve().parent if Path(p).name == "metrics.json"
+                            else Path(p).resolve() for p in paths)
+    return [load_run(folder) for folder in folders]

@@ -22,7 +22,7 @@ rule table:
             f"{t}={path}" for t, path in zip(plan_of(wildcards).teachers, input.teachers)
         ),
         split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        cost=lambda wildcards, input: f"{params.cost}" if input.cost else "",
+        cost=lambda wildcards, input: f"--cost {input.cost}" if input.cost else "",
     log:
         f"{LOGS}{{dataset}}/table.log",
     benchmark:

@@ -1,0 +1,238 @@
+"""Report layer: tables, ablation, sensitivity, recorded results, CKA, figures, compare."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness.errors import DataError
+from harness.report import cka, plots, recorded, tables
+from harness.report.compare import compare_text
+from harness.report.runs import load_run, load_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+T, S = "deeplabv3_small", "segformer_tiny"
+
+
+def write_run(folder: Path, *, miou: float, method: str, student: str = S, teacher: str | None = T,
+              seed: int = 0, preset: str | None = None, options: dict | None = None,
+              dataset: str = "toycity", protocol: str = "cirkd", terms: tuple[str, ...] = ()) -> Path:
+    """A finished run folder as `python -m harness train` writes it (the keys the report reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "miou": miou, "best_miou": miou, "method": method, "student": student,
+        "teacher": None if method == "baseline" else teacher, "dataset": dataset, "seed": seed,
+        "protocol": protocol,
+        "config": {"method": {"name": method, "preset": preset, "options": options or {}}},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if terms:
+        (folder / "log.csv").write_text("iteration,lr," + ",".join(terms) + ",total\n1,0.1,"
+                                        + ",".join("0.5" for _ in terms) + ",1.0\n")
+    return folder
+
+
+@pytest.fixture
+def grid_runs(tmp_path: Path) -> list[Path]:
+    runs = []
+    for seed, value in enumerate([50.0, 52.0, 54.0]):
+        runs.append(write_run(tmp_path / f"base{seed}", miou=value, method="baseline", seed=seed))
+    for seed, value in enumerate([53.0, 56.0, 56.0]):
+        runs.append(write_run(tmp_path / f"kd{seed}", miou=value, method="kd", seed=seed,
+                              terms=("loss_task", "loss_kd")))
+    runs.append(write_run(tmp_path / "cwd0", miou=51.0, method="cwd", seed=0, preset="cirkd",
+                          terms=("loss_task", "loss_cwd_logits", "loss_cwd_feature")))
+    return runs
+
+
+def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> None:
+    rec = tmp_path / "published.csv"
+    rec.write_text("dataset,split,teacher,student,method,miou,source,note\n"
+                   f"toycity,val,{T},{S},kd,60.5,a paper,\n"
+                   f"toycity,val,,{T},teacher,80.0,a paper,\n")
+    cost = pd.DataFrame({"teacher": [T, T], "student": [S, S], "method": ["kd", "cwd"],
+                         "preset": [None, "cirkd"], "overhead": [1.07, 1.21]})
+    frame = tables.build_table(load_runs(grid_runs), [tables.PairSpec(T, S, "heterogeneous")],
+                               ["baseline", "kd", "cwd"], teacher_miou={T: 70.0},
+                               recorded=recorded.load_recorded(rec), cost=cost)
+    assert list(frame.columns) == tables.TABLE_COLUMNS
+    base, kd, cwd = (frame.iloc[i] for i in range(3))
+    assert (base.method, base.miou_mean, base.miou_std, base.n_seeds, base.delta) == ("baseline", 52.0, 2.0, 3, 0.0)
+    assert kd.miou_mean == pytest.approx(55.0)
+    assert kd.miou_std == pytest.approx(math.sqrt(3.0))  # deviations -2, 1, 1 -> 6 / 2
+    assert kd.delta == pytest.approx(3.0)
+    assert kd.delta_std == pytest.approx(1.0)  # paired differences 3, 4, 2
+    assert kd.seeds == "0 1 2" and kd.teacher_miou == 70.0 and kd.kind == "heterogeneous"
+    assert (kd.published_miou, kd.published_source) == (60.5, "a paper")
+    assert kd.published_teacher_miou == 80.0 and kd.overhead == pytest.approx(1.07)
+    assert kd.notes == "terms loss_kd"
+    assert math.isnan(base.overhead) and math.isnan(base.published_miou)
+    # one seed: no std, delta still the difference of means
+    assert cwd.n_seeds == 1 and math.isnan(cwd.miou_std) and cwd.delta == pytest.approx(-1.0)
+    assert cwd.overhead == pytest.approx(1.21)
+    assert cwd.notes == "preset cirkd; terms loss_cwd_logits loss_cwd_feature"
+
+    out = tmp_path / "out" / "table_toycity.csv"
+    tables.write_frame(frame, out, md=True)
+    back = pd.read_csv(out)
+    assert back.miou_std.iloc[1] == pytest.approx(1.7321) and math.isnan(back.miou_std.iloc[2])
+    assert "| baseline" in out.with_suffix(".md").read_text()
+
+
+def test_table_refuses_missing_cells_mixed_settings_and_protocols(tmp_path: Path, grid_runs) -> None:
+    runs = load_runs(grid_runs)
+    pair = [tables.PairSpec(T, S, "heterogeneous")]
+    with pytest.raises(DataError, match="no runs of cirkd"):
+        tables.build_table(runs, pair, ["baseline", "cirkd"], teacher_miou={})
+    other = load_run(write_run(tmp_path / "kd_other", miou=1.0, method="kd", seed=5, options={"weight": 2.0}))
+    with pytest.raises(DataError, match="mix settings"):
+        tables.build_table(runs + [other], pair, ["baseline", "kd"], teacher_miou={})
+    mmseg = load_run(write_run(tmp_path / "mm", miou=1.0, method="kd", seed=7, protocol="mmseg"))
+    with pytest.raises(DataError, match="mix protocols"):
+        tables.build_table(runs + [mmseg], pair, ["baseline", "kd"], teacher_miou={})
+
+
+def test_load_run_refuses_bad_metrics(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        load_run(tmp_path / "nothing")
+    bad = write_run(tmp_path / "bad", miou=130.0, method="kd")
+    with pytest.raises(DataError, match=r"\[0, 100\]"):
+        load_run(bad)
+    (bad / "metrics.json").write_text('{"miou": 5')
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_run(bad)
+
+
+def test_ablation_by_hand(tmp_path: Path) -> None:
+    runs = [write_run(tmp_path / "b0", miou=40.0, method="baseline"),
+            write_run(tmp_path / "b1", miou=42.0, method="baseline", seed=1)]
+    values = {"full": (45.0, 47.0), "no_kmm": (44.0, 44.0), "kd_only": (41.0, 43.0)}
+    for preset, pair_values in values.items():
+        for seed, value in enumerate(pair_values):
+            runs.append(write_run(tmp_path / f"{preset}{seed}", miou=value, method="heteroakd",
+                                  preset=preset, seed=seed))
+    frame = tables.build_ablation(load_runs(runs), [tables.PairSpec(T, S, "heterogeneous")],
+                                  "heteroakd", ["full", "no_kmm", "kd_only"])
+    assert list(frame.columns) == tables.ABLATION_COLUMNS
+    assert list(frame.variant) == ["full", "no_kmm", "kd_only"]
+    assert list(frame.miou_mean) == [46.0, 44.0, 42.0]
+    assert frame.miou_std.iloc[0] == pytest.approx(math.sqrt(2.0)) and frame.miou_std.iloc[1] == 0.0
+    assert list(frame.delta) == [5.0, 3.0, 1.0]  # baseline mean 41
+    assert list(frame.delta_vs_full) == [0.0, -2.0, -4.0]
+    png = tmp_path / "ablation.png"
+    plots.ablation_figure(frame, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sensitivity_resolves_defaults_and_marks_them(tmp_path: Path) -> None:
+    # KD's defaults are temperature 1, weight 1 (harness/methods/kd.py): the run without options
+    # sits at (1, 1), where the grid also has a point -> that point is flagged as the default.
+    runs = [write_run(tmp_path / "base", miou=50.0, method="baseline"),
+            write_run(tmp_path / "default", miou=99.0, method="kd")]
+    grid = {(1.0, 1.0): 52.0, (1.0, 4.0): 53.0, (2.0, 1.0): 49.0, (2.0, 4.0): 51.5}
+    for (temperature, weight), value in grid.items():
+        runs.append(write_run(tmp_path / f"t{temperature}w{weight}", miou=value, method="kd",
+                              options={"temperature": temperature, "weight": weight}))
+    frame = tables.build_sensitivity(load_runs(runs), tables.PairSpec(T, S), "kd", ("temperature", "weight"))
+    assert list(frame.columns) == tables.SENSITIVITY_COLUMNS
+    got = {(r.value1, r.value2): (r.miou_mean, r.delta, r.is_default) for r in frame.itertuples()}
+    assert got == {(1.0, 1.0): (52.0, 2.0, True), (1.0, 4.0): (53.0, 3.0, False),
+                   (2.0, 1.0): (49.0, -1.0, False), (2.0, 4.0): (51.5, 1.5, False)}
+    assert (frame.baseline_miou == 50.0).all()
+    png = tmp_path / "sens.png"
+    plots.sensitivity_figure(frame, png)
+    assert png.stat().st_size > 1000
+
+
+def test_recorded_file_of_the_project_is_valid() -> None:
+    frame = recorded.load_recorded(ROOT / "results/recorded/published_results.csv")
+    assert len(frame) == 42 and frame.miou.between(0, 100).all() and (frame.source != "").all()
+    assert recorded.published(frame, "cityscapes", "val", "segformer_b4", "deeplabv3_mbv2", "heteroakd")[0] == 74.91
+    assert recorded.published_teacher(frame, "cityscapes", "val", "deeplabv3_r101") == 78.07
+
+
+@pytest.mark.parametrize("row, message", [
+    ("cityscapes,val,a,b,kd,77.0,,", "empty source"),
+    ("cityscapes,val,a,b,kd,120,src,", r"outside \[0, 100\]"),
+    ("cityscapes,val,a,b,kd,high,src,", "not a number"),
+    ("cityscapes,dev,a,b,kd,70,src,", "split 'dev'"),
+    ("cityscapes,val,a,b,kd,70,src,\ncityscapes,val,a,b,kd,71,src2,", "more than one figure"),
+])
+def test_recorded_validation_rejects_bad_files(tmp_path: Path, row: str, message: str) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,split,teacher,student,method,miou,source,note\n" + row + "\n")
+    with pytest.raises(DataError, match=message):
+        recorded.load_recorded(bad)
+    bad.write_text("dataset,teacher,student,method,miou,source\ncityscapes,a,b,kd,70,src\n")
+    with pytest.raises(DataError, match="expected exactly"):
+        recorded.load_recorded(bad)
+
+
+def test_linear_cka_hand_value_and_invariances() -> None:
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    y = torch.tensor([[1.0], [3.0], [2.0], [4.0]])
+    # one feature each: CKA is the squared correlation; centred dot 4, squared norms 5 and 5
+    assert cka.linear_cka(x, y) == pytest.approx(16 / 25, abs=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(300, 12, generator=gen)
+    assert cka.linear_cka(feats, feats) == pytest.approx(1.0, abs=1e-12)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=gen, dtype=torch.float64))
+    other = torch.randn(300, 7, generator=gen)
+    base = cka.linear_cka(feats, other)
+    rotated = (feats.double() @ q) * 3.5 + 2.0  # orthogonal, isotropic scale, offset (centred away)
+    assert cka.linear_cka(rotated, other) == pytest.approx(base, abs=1e-10)
+    assert cka.linear_cka(feats, rotated) == pytest.approx(1.0, abs=1e-10)
+    assert 0.0 < base < 0.2  # independent noise: little similarity
+    with pytest.raises(ValueError):
+        cka.linear_cka(feats, other[:10])
+
+
+def test_stage_cka_pools_to_a_common_grid_and_is_one_for_the_same_model() -> None:
+    gen = torch.Generator().manual_seed(1)
+    cnn = [torch.randn(1, 8, 16, 32, generator=gen), torch.randn(1, 16, 8, 16, generator=gen)]
+    vit = [torch.randn(1, 4, 16, 32, generator=gen), torch.randn(1, 6, 4, 8, generator=gen)]
+    x, y = cka.paired_samples(cnn[1], vit[1])
+    assert x.shape == (4 * 8, 16) and y.shape == (4 * 8, 6)
+    matrix = cka.stage_cka([cnn, cnn], [cnn, cnn])
+    assert matrix[0][0] == pytest.approx(1.0) and matrix[1][1] == pytest.approx(1.0)
+    assert len(cka.stage_cka([cnn], [vit])) == 2
+
+
+def test_cka_and_qualitative_figures_write_pngs(tmp_path: Path) -> None:
+    frame = pd.DataFrame([
+        {"dataset": "toycity", "teacher": "a", "student": "b", "kind": k, "teacher_stage": i,
+         "student_stage": j, "cka": 0.1 * (i + j) + (0.3 if k == "homogeneous" else 0.0)}
+        for k in ("heterogeneous", "homogeneous") for i in range(4) for j in range(4)])
+    plots.cka_figure(frame, tmp_path / "cka.png")
+    image = np.random.default_rng(0).normal(size=(3, 8, 16))
+    label = np.zeros((8, 16), dtype=np.int64)
+    label[0, 0] = 255
+    rgb = plots.colourise(label, 3)
+    assert rgb[0, 0].tolist() == [0.0, 0.0, 0.0] and rgb.shape == (8, 16, 3)
+    shown = plots.display_image(image)
+    assert shown.min() == 0.0 and shown.max() == 1.0
+    plots.qualitative_figure([shown], [label], {"teacher": [label], "kd": [label]}, 3, tmp_path / "q.png")
+    for name in ("cka.png", "q.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_prints_ours_beside_published(tmp_path: Path) -> None:
+    frame = pd.DataFrame([
+        {"dataset": "cityscapes", "teacher": "segformer_b4", "student": "deeplabv3_mbv2",
+         "method": "heteroakd", "miou_mean": 70.0, "miou_std": 0.5, "n_seeds": 3,
+         "published_miou": 74.91, "published_source": "HeteroAKD paper"},
+        {"dataset": "cityscapes", "teacher": "segformer_b4", "student": "deeplabv3_mbv2",
+         "method": "kd", "miou_mean": 69.0, "miou_std": float("nan"), "n_seeds": 1,
+         "published_miou": float("nan"), "published_source": float("nan")}])
+    table = tmp_path / "table.csv"
+    frame.to_csv(table, index=False)
+    text = compare_text(table)
+    assert "70.00 +- 0.50 (n=3)" in text and "74.91" in text and "-4.91" in text
+    assert "69.00 (n=1)" in text and "1 of 2 rows of cityscapes" in text
+    with pytest.raises(DataError, match="does not exist"):
+        compare_text(tmp_path / "missing.csv")
