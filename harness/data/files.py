@@ -53,7 +53,7 @@ def read_image(path: Path) -> np.ndarray:
     """Read an RGB image as uint8 (H, W, 3); an unreadable file is a DataError naming it."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # writable: torch.from_numpy needs it
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three for broken files
         raise DataError(f"cannot read image {path} ({err}); replace or remove the file") from None
 
