@@ -1,0 +1,200 @@
+"""The Snakemake workflow: config schema and cross-checks, dry runs of each real dataset's grid
+(job counts computed here from the config by hand), lint, and the dataset-root check."""
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.report import grid
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+CONFIG = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
+REAL = ["cityscapes", "voc", "ade20k", "camvid"]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    block = output.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)
+            if m.group(1) != "total"}
+
+
+def expected_jobs(name: str) -> dict[str, int]:
+    """Jobs for every target of a dataset, counted from its config entry by hand."""
+    d = CONFIG["datasets"][name]
+    seeds = d["seeds"]
+    pairs = [(p["teacher"], p["student"]) for p in d["pairs"]]
+    family = CONFIG["families"]
+    teachers = {t for t, _ in pairs}
+    students = {s for _, s in pairs}
+    distill = len(pairs) * (len(d["methods"]) - 1)  # every pair x every method but baseline
+    counts = {"eval_teacher": len(teachers), "train_student": len(students) * seeds, "table": 1,
+              "cka": 1, "qualitative": 1}
+    trained = [t for t in teachers if d["teachers"][t]["checkpoint"] is None]
+    if trained:
+        counts["train_teacher"] = len(trained)
+    if "ablation" in d:
+        hetero = [p for p in pairs if family[p[0]] != family[p[1]]]
+        main_preset = d["methods"][d["ablation"]["method"]].get("preset")
+        # the preset equal to the main-table setting reuses those runs
+        distill += len(hetero) * len([p for p in d["ablation"]["presets"] if p != main_preset])
+        counts["ablation"] = 1
+    if "sensitivity" in d:
+        grid_values = list(d["sensitivity"]["options"].values())
+        # the main heteroakd runs set no lambda, so every grid point is a run of its own
+        distill += len(grid_values[0]) * len(grid_values[1])
+        counts["sensitivity"] = 1
+    if "cost" in d:
+        counts["cost"] = 1
+    counts["distill"] = distill * seeds
+    return counts
+
+
+def test_paper_grid_numbers_of_cityscapes_by_hand() -> None:
+    # 5 pairs x 5 methods, ablation 3 heterogeneous pairs x 4 extra presets, 4 x 4 lambdas; 3 seeds
+    assert expected_jobs("cityscapes")["distill"] == (25 + 12 + 16) * 3 == 159
+    assert expected_jobs("cityscapes")["train_student"] == 3 * 3
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_dry_run_of_each_real_dataset_counts_its_jobs(name: str) -> None:
+    targets = grid.plan_dataset(grid.normalise(copy.deepcopy(CONFIG)), name).targets()
+    result = snakemake("-n", "--config", "check_roots=false", "--", *targets)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert job_stats(result.stdout + result.stderr) == expected_jobs(name)
+    # and `python -m harness grid check` counts the same
+    counts = grid.job_counts(copy.deepcopy(CONFIG), [name])
+    assert counts == expected_jobs(name)
+
+
+def test_default_target_is_the_builtin_dataset_grid() -> None:
+    result = snakemake("-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = job_stats(result.stdout + result.stderr)
+    expected = expected_jobs("toycity") | {"prepare_data": 1, "all": 1}
+    assert stats == expected
+    # 2 teachers (CNN + Transformer), 2 heterogeneous pairs + 1 homogeneous, 5 ablation presets
+    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4
+
+
+def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
+    result = snakemake("-n", "-p", "--config", "scale=smoke", "seeds=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "train.iterations=4 " in out and "train.iterations=300" not in out
+    assert "data.max_val_images=4" in out and "--out runs/smoke/toycity/" in out
+    assert "results/smoke/table_toycity.csv" in out
+    assert job_stats(out)["train_student"] == 2 * 2  # seeds=2 overrides toycity's 1
+
+
+def test_lint_passes() -> None:
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_conda_env_lists_the_pyproject_dependencies() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "workflow/envs/harness.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(pip) == sorted(deps)
+
+
+def bad(path: str, value) -> dict:
+    config = copy.deepcopy(CONFIG)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("colour", "red", "Additional properties are not allowed .'colour' was unexpected"),
+    ("datasets.toycity.schedule.lr", 0.1, "'lr' was unexpected"),
+    ("seeds", "three", "datasets|seeds"),
+    ("datasets.toycity.schedule.iterations", "300", "'300' is not of type 'integer'"),
+    ("datasets.toycity.schedule.crop", [64], "too short"),
+    ("datasets.toycity.methods.heteroakd", {"options": {"lambda1": -1.0}}, "lambda1"),
+    ("datasets.toycity.sensitivity.options", {"lambda1": [-0.1, 1.0], "lambda2": [1.0]}, "minimum of 0"),
+    ("datasets.toycity.schedule.optim.cnn.optimizer", "adam", "'adam' is not one of"),
+    ("scale", "huge", "scale"),
+])
+def test_schema_rejects_bad_configs(path: str, value, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        grid.validate_schema(bad(path, value))
+
+
+def test_schema_accepts_the_shipped_config() -> None:
+    grid.validate_schema(copy.deepcopy(CONFIG))
+    plans = grid.check_config(copy.deepcopy(CONFIG))
+    assert set(plans) == {"toycity", *REAL}
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("datasets.toycity.pairs", [{"teacher": "deeplabv3_small", "student": "unet_tiny"}], "has no family"),
+    ("datasets.toycity.pairs", [{"teacher": "deeplabv3_r101", "student": "segformer_tiny"}], "does not list"),
+    ("datasets.toycity.sensitivity.pair", {"teacher": "segformer_small", "student": "segformer_tiny"},
+     "is not one of the dataset's pairs"),
+    ("datasets.toycity.ablation.method", "ofa", "is not in datasets.toycity.methods"),
+    ("default_datasets", ["toycity", "kitti"], "does not define"),
+    ("check_roots", "maybe", "true or false"),
+])
+def test_config_cross_checks_name_the_key(path: str, value, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        grid.check_config(bad(path, value))
+
+
+def test_variant_names_reuse_the_main_runs() -> None:
+    plan = grid.plan_dataset(grid.normalise(copy.deepcopy(CONFIG)), "toycity")
+    assert plan.ablation["full"].name == "heteroakd"  # main preset is full: same runs
+    assert plan.ablation["no_kmm"].name == "heteroakd-no_kmm"
+    names = [v.name for _, v in plan.sensitivity]
+    assert names[0] == "heteroakd" and "heteroakd-lambda1_0.1-lambda2_2" in names and len(names) == 5
+    settings = plan.train_settings(CONFIG, "segformer_tiny", 0, teacher="deeplabv3_small",
+                                   variant=plan.sensitivity[1][1])
+    assert "method.options.lambda1=0.1" in settings and "train.optimizer=adamw" in settings
+    assert "model.teacher_checkpoint=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job() -> None:
+    result = snakemake("-n", "--config", "colour=red")
+    assert result.returncode != 0 and "colour" in result.stdout + result.stderr
+    result = snakemake("-n", "--config", "seeds=0")
+    assert result.returncode != 0 and "seeds" in result.stdout + result.stderr
+
+
+def copy_workflow(dest: Path) -> Path:
+    for item in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    shutil.copytree(ROOT / "results/recorded", dest / "results/recorded")
+    return dest
+
+
+def test_missing_dataset_root_is_one_clear_error_before_any_job(tmp_path: Path) -> None:
+    pytest.importorskip("harness.data")
+    work = copy_workflow(tmp_path)
+    # --touch: were the check to let it through, jobs would only touch files (nothing trains)
+    result = snakemake("--cores", "1", "--touch", "--config",
+                       f"datasets={{cityscapes: {{root: {tmp_path / 'no_cityscapes'}}}}}",
+                       "--", "results/table_cityscapes.csv", cwd=work)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "datasets.cityscapes.root" in text and "leftImg8bit" in text
+    assert not (work / "runs").exists() and not (work / "results/table_cityscapes.csv").exists()
+    # a dry run previews the grid without data
+    assert snakemake("-n", "--", "results/table_cityscapes.csv", cwd=work).returncode == 0
