@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,26 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans and floats. PyYAML's 1.1 rules read on/off/yes/no as booleans (turning
+    ``train.channels_last: on`` into True) and ``1e-4`` (no dot) as a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass(frozen=True)
@@ -175,7 +196,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip().split("."), _yaml(raw) if raw.strip() else None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -198,7 +219,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist; pass an existing --config FILE")
         try:
-            data = yaml.safe_load(file.read_text()) or {}
+            data = _yaml(file.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {file} is not valid YAML ({err.__class__.__name__}); fix its syntax") from None
         if not isinstance(data, dict):

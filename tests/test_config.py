@@ -91,3 +91,12 @@ def test_valid_method_options_pass():
 
     check_method_options(METHODS.get("heteroakd"), None, {"lambda1": 0.5, "stages": [-2, -1]})
     check_method_options(METHODS.get("kd"), None, {"temperature": 4})  # int for a float is fine
+
+
+def test_yaml_reads_on_off_as_strings_and_exponents_as_numbers(tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text("train:\n  channels_last: on\n  amp: off\n  lr: 1e-4\n  weight_decay: 5E-4\ndata:\n  flip: false\n")
+    config = load_config(file, ["train.grad_clip=1e1"])
+    assert (config.train.channels_last, config.train.amp) == ("on", "off")
+    assert config.train.lr == 1e-4 and config.train.weight_decay == 5e-4 and config.train.grad_clip == 10.0
+    assert config.data.flip is False

@@ -26,7 +26,8 @@ from harness.config import RunConfig, to_dict
 from harness.engine import provenance
 from harness.engine.checkpoint import checkpoint_path, save_checkpoint
 from harness.engine.data import build_train_loader
-from harness.engine.distributed import DistContext, barrier, init_distributed, shutdown
+from harness.data import check_dataset
+from harness.engine.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
 from harness.engine.evaluate import evaluate
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, set_lr, trainable_parameters
 from harness.engine.prepare import RunInputs, prepare_run
@@ -93,6 +94,19 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
     # Seed before building anything: the models' random init follows the seed too.
     seed_everything(config.seed)
     use_deterministic_algorithms(ctx.device)
+    if ctx.distributed:
+        # Rank 0 checks (and for the built-in dataset, generates) the data alone; the others
+        # wait, then raise the same error if there was one, instead of racing or hanging.
+        problem = None
+        if ctx.is_main:
+            try:
+                check_dataset(config.data.name, config.data.root,
+                              splits=[config.data.train_split, config.data.val_split])
+            except UserError as err:
+                problem = err
+        problem = broadcast_object(ctx, problem)
+        if problem is not None:
+            raise problem
     inputs: RunInputs = prepare_run(config, out_dir, ctx.world_size)
     resolved = to_dict(config)
     if ctx.is_main:

@@ -57,8 +57,8 @@ def check_method_options(method_cls: Any, preset: str | None, options: dict[str,
     Each given option must have its declared type (``method.options.<key>`` named in the error);
     every float option of the resolved options (weights, lambdas, temperatures, eps) must be a
     finite number >= 0: no method has a meaningful negative one, and a negative weight would
-    silently turn distillation into anti-distillation. Unknown keys/presets are left to
-    ``build_distiller``, which lists the valid ones.
+    silently turn distillation into anti-distillation. Unknown options or presets are refused
+    with the valid ones listed.
     """
     options_cls = method_cls.Options
     hints = typing.get_type_hints(options_cls)
@@ -68,12 +68,13 @@ def check_method_options(method_cls: Any, preset: str | None, options: dict[str,
     try:
         resolved = method_cls.make_options(preset, **{k: tuple(v) if isinstance(v, list) else v
                                                       for k, v in options.items()})
-    except (TypeError, ValueError):
-        return  # build_distiller reports it with the valid choices
+    except (TypeError, ValueError) as err:  # unknown option or preset: the message lists valid ones
+        raise ConfigError(f"{err}; fix method.preset / method.options") from None
     for field in dataclasses.fields(resolved):
         value = getattr(resolved, field.name)
         if hints.get(field.name) is float and (not math.isfinite(value) or value < 0):
-            source = "method.options" if field.name in options else f"preset {preset!r}"
+            source = ("method.options" if field.name in options
+                      else f"preset {preset!r}" if preset else "the method's default")
             raise ConfigError(f"config key 'method.options.{field.name}' must be a number >= 0, got "
                               f"{value!r} (from {source}); fix it in the config or with --set")
 
