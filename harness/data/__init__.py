@@ -56,6 +56,7 @@ def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ..
 
     Fast: lists every file, opens only the first few pairs of each split (size, label values).
     Raises :class:`DataError` naming the bad file or folder and the expected layout.
+    ``toycity`` is generated first if the folder does not hold it yet.
     """
     cls = dataset_class(name)
     cls.ensure(Path(root))

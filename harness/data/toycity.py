@@ -265,13 +265,17 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
             if rng.random() < 0.7:
                 sw, sh = 3 + 8 * depth * rng.uniform(0.7, 1.3), 3 + 7 * depth * rng.uniform(0.7, 1.3)
                 cx = x0 + width / 2
-                shape = cv.rect(cx - sw, top - sh, cx + sw, top + sh) if rng.random() < 0.6 else cv.ellipse(cx, top, sw, sw)
+                if rng.random() < 0.6:
+                    shape = cv.rect(cx - sw, top - sh, cx + sw, top + sh)
+                else:
+                    shape = cv.ellipse(cx, top, sw, sw)
                 cv.paint(shape, SIGN, green_texture)
         elif kind == "person":
             ph = 6 + 30 * depth * rng.uniform(0.8, 1.2)
             pw = ph / rng.uniform(3.0, 4.0)
             clothes = rng.uniform(20, 235, size=3)
-            legs = cv.rect(bx - pw / 2, by - 0.45 * ph, bx - pw / 8, by) | cv.rect(bx + pw / 8, by - 0.45 * ph, bx + pw / 2, by)
+            legs = (cv.rect(bx - pw / 2, by - 0.45 * ph, bx - pw / 8, by)
+                    | cv.rect(bx + pw / 8, by - 0.45 * ph, bx + pw / 2, by))
             cv.paint(legs, PERSON, flat_colour, rng.uniform(20, 90, size=3), 5)
             cv.paint(cv.ellipse(bx, by - 0.62 * ph, pw / 2, 0.2 * ph), PERSON, flat_colour, clothes, 6)
             skin = np.array([rng.uniform(120, 230), rng.uniform(90, 180), rng.uniform(60, 150)])
@@ -286,7 +290,8 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
             glass = cv.rect(bx - cw * 0.28, by - 0.93 * ch, bx + cw * 0.26, by - 0.62 * ch)
             cv.paint(glass, CAR, flat_colour, np.array([40, 55, 75.0]) * rng.uniform(0.6, 1.6), 5)
             wheel_r = max(1.0, 0.16 * ch)
-            wheels = cv.ellipse(bx - cw * 0.3, by - wheel_r, wheel_r, wheel_r) | cv.ellipse(bx + cw * 0.3, by - wheel_r, wheel_r, wheel_r)
+            wheels = (cv.ellipse(bx - cw * 0.3, by - wheel_r, wheel_r, wheel_r)
+                      | cv.ellipse(bx + cw * 0.3, by - wheel_r, wheel_r, wheel_r))
             cv.paint(wheels, CAR, flat_colour, np.full(3, 20.0), 4)
 
     # void: random clutter objects and an ego-vehicle hood, labelled ignore
@@ -317,8 +322,9 @@ def _write_split(folder: Path, split: str, count: int, params: ToyCityParams) ->
     counts = np.zeros(256, np.int64)
     for index in range(count):
         image, label = render_scene(image_rng(params.seed, split, index), params.height, params.width)
-        Image.fromarray(image, mode="RGB").save(folder / "images" / split / f"{index:05d}.png", compress_level=PNG_LEVEL)
-        Image.fromarray(label, mode="L").save(folder / "labels" / split / f"{index:05d}.png", compress_level=PNG_LEVEL)
+        name = f"{index:05d}.png"
+        Image.fromarray(image, mode="RGB").save(folder / "images" / split / name, compress_level=PNG_LEVEL)
+        Image.fromarray(label, mode="L").save(folder / "labels" / split / name, compress_level=PNG_LEVEL)
         counts += np.bincount(label.ravel(), minlength=256)
     return counts
 
@@ -425,7 +431,8 @@ class ToyCity(PairedDataset):
     name = "toycity"
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
-    layout = "images/{train,val}/*.png + labels/{train,val}/*.png + manifest.json (made by `python -m harness data prepare toycity --root R`)"
+    layout = ("images/{train,val}/*.png + labels/{train,val}/*.png + manifest.json "
+              "(made by `python -m harness data prepare toycity --root R`)")
     splits = ("train", "val")
     label_map = identity_label_map(len(CLASS_NAMES))
     label_values = f"0..{len(CLASS_NAMES) - 1} or 255"
