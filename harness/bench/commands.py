@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: time.perf_counter; cpu: time.process_time, immune to other jobs "
+                        "preempting this one on a shared CPU (use with --threads 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
                    help="bf16 autocast (auto: on CUDA only)")
@@ -116,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--batch, --crop and --repeats must be >= 1 and --warmup >= 0")
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads must be >= 1")
+    if args.clock == "cpu" and (args.device or "").startswith("cuda"):
+        raise ConfigError("--clock cpu does not see GPU time; use --clock wall with --device cuda")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
@@ -137,12 +142,13 @@ def run(args: argparse.Namespace) -> int:
         configs = [CostConfig(dataset=dataset, num_classes=num_classes, teacher=teacher,
                               student=student, method=method, crop=crop, batch=args.batch,
                               warmup=args.warmup, repeats=args.repeats, threads=args.threads,
-                              device=device, amp=args.amp, channels_last=args.channels_last)
+                              device=device, clock=args.clock, amp=args.amp, channels_last=args.channels_last)
                    for teacher, student in pairs for method in args.methods]
         rows = run_cost(configs, isolate=isolate)
         notes = [f"torch {torch.__version__}, {rows[0]['device']}, {rows[0]['threads']} thread(s), "
                  f"python {platform.python_version()}; medians of {args.repeats} interleaved "
-                 f"repeats after {args.warmup} warm-up rounds.",
+                 f"repeats after {args.warmup} warm-up rounds; clock: {args.clock} "
+                 f"({'time.process_time' if args.clock == 'cpu' else 'time.perf_counter'}).",
                  "overhead = full_step / (teacher_fwd + student_step); method_ms = full - teacher "
                  "- student (can be slightly negative from noise when the method is cheap).",
                  f"memory: {rows[0]['mem_kind']} (peak_mem_mb: full step; limit_peak_mem_mb: teacher "

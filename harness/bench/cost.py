@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("dataset", "teacher", "student", "method", "preset", "crop", "batch",
            "teacher_fwd_ms", "student_step_ms", "full_step_ms", "method_ms", "overhead",
            "peak_mem_mb", "limit_peak_mem_mb", "base_mem_mb", "mem_kind", "method_params", "method_gflops",
-           "images_per_s", "device", "threads", "torch", "amp", "channels_last", "warmup",
+           "images_per_s", "clock", "device", "threads", "torch", "amp", "channels_last", "warmup",
            "repeats")
 
 #: every method x variant the table covers by default (HeteroAKD's ablation presets included)
@@ -60,6 +60,7 @@ class CostConfig:
     device: str = "cpu"
     amp: str = "auto"
     channels_last: str = "auto"
+    clock: str = "wall"  # wall (perf_counter) | cpu (process_time; for a loaded CPU, threads=1)
     optimizer: str = "auto"  # auto: AdamW for transformer students, SGD for CNNs (protocol.md)
     seed: int = 0
     options: dict = field(default_factory=dict)
@@ -149,7 +150,7 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
 
     seconds = interleaved_medians(
         {"teacher": step.teacher_forward, "student": step.student_step, "full": step.full_step},
-        device, config.warmup, config.repeats)
+        device, config.warmup, config.repeats, config.clock)
     teacher_ms = seconds["teacher"] * 1e3
     student_ms = seconds["student"] * 1e3
     full_ms = seconds["full"] * 1e3
@@ -170,7 +171,7 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
         "mem_kind": mem_kind, "method_params": method_params,
         "method_gflops": round(_finite_or_nan(gflops), 4),
         "images_per_s": round(config.batch / (full_ms / 1e3), 2),
-        "device": _device_name(device), "threads": torch.get_num_threads(),
+        "clock": config.clock, "device": _device_name(device), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "amp": "bf16" if precision.amp else "off",
         "channels_last": precision.channels_last, "warmup": config.warmup,
         "repeats": config.repeats,
