@@ -114,6 +114,12 @@ def cost_input(wildcards):
     return [plan.result("cost", "csv")] if plan.cfg.get("cost") else []
 
 
+def cost_setting(wildcards, key):
+    """Warm-up/repeats of the benchmark; smoke runs time one step after one warm-up."""
+    value = plan_of(wildcards).cfg["cost"][key]
+    return min(value, 1) if config["scale"] == "smoke" else value
+
+
 def bench_methods(wildcards):
     """The main-table methods with a teacher, as `bench --methods NAME[:PRESET]`."""
     variants = [v for v in plan_of(wildcards).main.values() if v.method != "baseline"]

@@ -12,6 +12,11 @@ rule eval_teacher:
         model=lambda wildcards: plan_of(wildcards).teacher_model(wildcards.teacher),
         root=lambda wildcards: plan_of(wildcards).cfg["root"],
         split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
+        smoke=(
+            f"--max-images {config['smoke']['max_val_images']}"
+            if config["scale"] == "smoke"
+            else ""
+        ),
     log:
         f"{LOGS}{{dataset}}/teachers/{{teacher}}_eval.log",
     benchmark:
@@ -25,4 +30,4 @@ rule eval_teacher:
         "../envs/harness.yaml"
     shell:
         "python -m harness eval --model {params.model} --dataset {wildcards.dataset}"
-        " --root {params.root} --split {params.split} --out {output} > {log} 2>&1"
+        " --root {params.root} --split {params.split} {params.smoke} --out {output} > {log} 2>&1"

@@ -186,9 +186,15 @@ rule cost:
         ),
         methods=bench_methods,
         crop=lambda wildcards: " ".join(map(str, plan_of(wildcards).cfg["schedule"]["crop"])),
-        batch=lambda wildcards: plan_of(wildcards).cfg["schedule"]["batch"],
-        warmup=lambda wildcards: plan_of(wildcards).cfg["cost"]["warmup"],
-        repeats=lambda wildcards: plan_of(wildcards).cfg["cost"]["repeats"],
+        batch=lambda wildcards: (
+            min(plan_of(wildcards).cfg["schedule"]["batch"], config["smoke"]["batch"])
+            if config["scale"] == "smoke"
+            else plan_of(wildcards).cfg["schedule"]["batch"]
+        ),
+        warmup=lambda wildcards: cost_setting(wildcards, "warmup"),
+        repeats=lambda wildcards: cost_setting(wildcards, "repeats"),
+        # smoke: time in this process (no fresh process per configuration)
+        isolate="--isolate none" if config["scale"] == "smoke" else "",
     log:
         f"{LOGS}{{dataset}}/cost.log",
     benchmark:
@@ -203,5 +209,5 @@ rule cost:
     shell:
         "python -m harness bench --dataset {wildcards.dataset} --crop {params.crop}"
         " --batch {params.batch} --pairs {params.pairs} --methods {params.methods}"
-        " --warmup {params.warmup} --repeats {params.repeats} --threads {threads}"
+        " --warmup {params.warmup} --repeats {params.repeats} {params.isolate} --threads {threads}"
         " --out {output.csv} > {log} 2>&1"
