@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from harness.engine.seeding import rng_state, sample_seed, seed_sample, set_rng_state, worker_init_fn
 
@@ -27,6 +27,9 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
+        if get_worker_info() is not None:  # a worker process: its RNG state is its own
+            seed_sample(seed)
+            return self.dataset[index]
         # With workers=0 this runs in the training process: keep its RNG stream (dropout, a
         # method's sampling) independent of the data by restoring it afterwards.
         saved = rng_state(cuda=False)

@@ -190,9 +190,9 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
             atomic_write_text(out_dir / "log.csv", _csv_text(rows))
         barrier(ctx)
 
+    show_bar = ctx.is_main and sys.stderr.isatty()
     progress = tqdm(total=tc.iterations, initial=start_iteration, desc=f"train {config.method.name}",
-                    unit="it", dynamic_ncols=True,
-                    disable=not (ctx.is_main and sys.stderr.isatty()))
+                    unit="it", dynamic_ncols=True, disable=not show_bar)
     train_time = 0.0
     iteration = start_iteration
     tick = time.perf_counter()
@@ -250,8 +250,10 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
             progress.update(1)
             if iteration % max(tc.log_every, 1) == 0:
                 progress.set_postfix(loss=f"{numbers[-1]:.4f}", lr=f"{lr:.2e}")
-                log.debug("iteration %d/%d lr %.3e %s", iteration, tc.iterations, lr,
-                          " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("loss_")))
+                # Without a terminal (Snakemake logs, batch jobs) these lines are the progress.
+                level = logging.INFO if ctx.is_main and not show_bar else logging.DEBUG
+                log.log(level, "iteration %d/%d lr %.3e %s", iteration, tc.iterations, lr,
+                        " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("loss_")))
             if tc.eval_every and iteration % tc.eval_every == 0 and iteration < tc.iterations:
                 scores = run_eval()
                 if scores["miou"] > best["miou"]:

@@ -42,10 +42,14 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 def seed_sample(seed: int) -> None:
-    """Seed the RNGs a dataset transform may use (torch, numpy, python) before one sample."""
+    """Seed the RNGs a dataset transform may use (torch CPU, numpy, python) before one sample.
+
+    Only the CPU generator: transforms run on CPU, and ``torch.manual_seed`` (which also seeds
+    every accelerator backend) costs ~0.7 ms, per sample.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
 
 
 def worker_init_fn(worker_id: int) -> None:
