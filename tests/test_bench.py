@@ -43,6 +43,9 @@ def test_cli_cost_table_has_every_column_and_finite_ratios(tmp_path):
         overhead = float(row["overhead"])
         assert math.isfinite(overhead) and overhead >= 1 - NOISE
         assert overhead == pytest.approx(full / (teacher + student), rel=1e-3)
+        alone = float(row["method_alone_ms"])
+        assert alone > 0 and float(row["overhead_alone"]) == pytest.approx(
+            (teacher + student + alone) / (teacher + student), rel=1e-3)
         assert float(row["images_per_s"]) == pytest.approx(2 / (full / 1e3), rel=1e-3)
         assert float(row["peak_mem_mb"]) >= float(row["limit_peak_mem_mb"]) > 0
         assert row["mem_kind"] == "rss_cumulative"  # in-process on CPU: said, not hidden

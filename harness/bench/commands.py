@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 DEMO_PAIRS = ("deeplabv3_small:segformer_tiny", "segformer_small:deeplabv3_tiny",
               "deeplabv3_small:deeplabv3_tiny")
 MARKDOWN_COLUMNS = ("teacher", "student", "method", "preset", "crop", "batch", "teacher_fwd_ms",
-                    "student_step_ms", "full_step_ms", "method_ms", "overhead", "peak_mem_mb",
-                    "limit_peak_mem_mb", "base_mem_mb", "method_params", "method_gflops", "images_per_s")
+                    "student_step_ms", "full_step_ms", "method_ms", "overhead", "method_alone_ms",
+                    "overhead_alone", "peak_mem_mb", "limit_peak_mem_mb", "base_mem_mb",
+                    "method_params", "method_gflops", "images_per_s")
 PIPELINE_COLUMNS = ("dataset", "measure", "value", "unit", "versus", "versus_value", "ratio",
                     "goal", "met", "detail", "device", "threads", "torch")
 
@@ -150,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
                  f"repeats after {args.warmup} warm-up rounds; clock: {args.clock} "
                  f"({'time.process_time' if args.clock == 'cpu' else 'time.perf_counter'}).",
                  "overhead = full_step / (teacher_fwd + student_step); method_ms = full - teacher "
-                 "- student (can be slightly negative from noise when the method is cheap).",
+                 "- student (can be slightly negative from noise when the method is cheap); method_alone_ms: "
+                 "the distiller's forward + backward alone on cached outputs, overhead_alone = "
+                 "(teacher + student + method_alone) / (teacher + student).",
                  f"memory: {rows[0]['mem_kind']} (peak_mem_mb: full step; limit_peak_mem_mb: teacher "
                  "forward + student step; base_mem_mb: after building, before any step; on CPU "
                  "these include the interpreter and libraries).",

@@ -4,6 +4,9 @@ extra parameters and FLOPs, measured after warm-up as medians of interleaved rep
 Columns (one row per pair x method; ratios are within one process, never across runs):
 ``teacher_fwd_ms``, ``student_step_ms`` (the limit's two parts), ``full_step_ms``,
 ``method_ms = full - teacher - student``, ``overhead = full / (teacher + student)``,
+``method_alone_ms`` (the distiller's forward + backward alone on cached outputs, timed in the
+same rounds: the method's cost without the noise of a difference of two large numbers) and
+``overhead_alone = (teacher + student + method_alone) / (teacher + student)``,
 ``peak_mem_mb`` (full step), ``limit_peak_mem_mb`` (teacher forward + student step) and
 ``base_mem_mb`` (models, optimiser and batch built, before any step) with ``mem_kind`` saying
 what they are, ``method_params``, ``method_gflops`` (one distiller forward),
@@ -34,9 +37,9 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("dataset", "teacher", "student", "method", "preset", "crop", "batch",
            "teacher_fwd_ms", "student_step_ms", "full_step_ms", "method_ms", "overhead",
-           "peak_mem_mb", "limit_peak_mem_mb", "base_mem_mb", "mem_kind", "method_params", "method_gflops",
-           "images_per_s", "clock", "device", "threads", "torch", "amp", "channels_last", "warmup",
-           "repeats")
+           "method_alone_ms", "overhead_alone", "peak_mem_mb", "limit_peak_mem_mb", "base_mem_mb",
+           "mem_kind", "method_params", "method_gflops", "images_per_s", "clock", "device",
+           "threads", "torch", "amp", "channels_last", "warmup", "repeats")
 
 #: every method x variant the table covers by default (HeteroAKD's ablation presets included)
 DEFAULT_METHODS = ("kd", "cwd", "cirkd", "afdcd", "heteroakd:full", "heteroakd:no_kmm",
@@ -148,9 +151,12 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
         log.warning("FLOPs of %s not measurable (%s)", config.method, err)
         gflops = float("nan")
 
+    step.prepare_method_alone()
     seconds = interleaved_medians(
-        {"teacher": step.teacher_forward, "student": step.student_step, "full": step.full_step},
+        {"teacher": step.teacher_forward, "student": step.student_step, "full": step.full_step,
+         "method": step.method_alone},
         device, config.warmup, config.repeats, config.clock)
+    alone_ms = seconds["method"] * 1e3
     teacher_ms = seconds["teacher"] * 1e3
     student_ms = seconds["student"] * 1e3
     full_ms = seconds["full"] * 1e3
@@ -166,6 +172,8 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
         "full_step_ms": round(full_ms, 3),
         "method_ms": round(full_ms - teacher_ms - student_ms, 3),
         "overhead": round(full_ms / (teacher_ms + student_ms), 4),
+        "method_alone_ms": round(alone_ms, 3),
+        "overhead_alone": round((teacher_ms + student_ms + alone_ms) / (teacher_ms + student_ms), 4),
         "peak_mem_mb": round(full_peak, 1), "limit_peak_mem_mb": round(limit_peak, 1),
         "base_mem_mb": round(base_peak, 1),
         "mem_kind": mem_kind, "method_params": method_params,

@@ -130,6 +130,35 @@ class DistillStep:
         self.last_terms = dict(zip(terms, torch.stack(
             [value.detach().float() for value in terms.values()]).tolist())) if terms else {}
 
+    def prepare_method_alone(self) -> None:
+        """Cache one teacher output and a student output whose tensors are fresh leaves, for
+        :meth:`method_alone`."""
+        out_t = self._teacher_out()
+        with torch.no_grad(), self.precision.autocast(self.device):
+            out_s = self.student(self.images)
+
+        def leaf(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.detach().clone().requires_grad_(True)
+
+        self._alone_inputs = (
+            SegOutput(logits=leaf(out_s.logits), features=[leaf(f) for f in out_s.features],
+                      decoder_feature=leaf(out_s.decoder_feature),
+                      aux_logits=leaf(out_s.aux_logits)),
+            out_t)
+
+    def method_alone(self) -> None:
+        """The distiller's forward + backward alone, on cached outputs (no model, no
+        optimiser): the method's own cost without the subtraction noise of ``full - limit``.
+        Gradients stop at the student outputs, so the extra accumulation the method's gradient
+        causes inside the student's backward is not in it."""
+        out_s, out_t = self._alone_inputs
+        with self.precision.autocast(self.device):
+            terms = self.distiller(out_s, out_t, self.labels)
+        if terms:
+            total = sum(value.float() for value in terms.values())
+            if total.requires_grad:
+                total.backward()
+
     def method_forward_gflops(self) -> float:
         """GFLOPs of one distiller forward on real outputs (FlopCounterMode: matmuls and
         convolutions; element-wise ops such as softmax and KL count zero)."""
