@@ -44,7 +44,7 @@ def grid_runs(tmp_path: Path) -> list[Path]:
         runs.append(write_run(tmp_path / f"base{seed}", miou=value, method="baseline", seed=seed))
     for seed, value in enumerate([53.0, 56.0, 56.0]):
         runs.append(write_run(tmp_path / f"kd{seed}", miou=value, method="kd", seed=seed,
-                              terms=("loss_task", "loss_kd")))
+                              terms=("loss_task", "loss_aux", "loss_kd", "loss_total")))
     runs.append(write_run(tmp_path / "cwd0", miou=51.0, method="cwd", seed=0, preset="cirkd",
                           terms=("loss_task", "loss_cwd_logits", "loss_cwd_feature")))
     return runs

@@ -107,7 +107,8 @@ def _notes(runs: list[RunResult], method: str) -> str:
     if first.options:
         parts.append("options " + json.dumps(first.options, sort_keys=True))
     if first.terms:
-        parts.append("terms " + " ".join(t for t in first.terms if t not in ("loss_task", "loss_aux")))
+        own = [t for t in first.terms if t not in ("loss_task", "loss_aux", "loss_total")]
+        parts.append("terms " + " ".join(own))
     return "; ".join(parts)
 
 
