@@ -91,13 +91,23 @@ def test_default_target_is_the_builtin_dataset_grid() -> None:
 
 
 def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
-    result = snakemake("-n", "-p", "--config", "scale=smoke", "seeds=2")
+    result = snakemake("-n", "-p", "--config", "scale=smoke", "seeds=2", "gpus_per_job=2")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "train.iterations=4 " in out and "train.iterations=300" not in out
     assert "data.max_val_images=4" in out and "--out runs/smoke/toycity/" in out
     assert "results/smoke/table_toycity.csv" in out
     assert job_stats(out)["train_student"] == 2 * 2  # seeds=2 overrides toycity's 1
+    assert "torchrun --standalone --nproc_per_node=2 -m harness train" in out
+
+
+def test_profiles_rerun_only_on_real_changes_and_slurm_launches_torchrun() -> None:
+    default = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert default["resources"] == {"gpu": 1}  # one GPU job at a time
+    assert sorted(default["rerun-triggers"]) == ["input", "mtime", "params"]  # not code edits
+    slurm = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert slurm["executor"] == "slurm" and "gpus_per_job=4" in slurm["config"]
+    assert "code" not in slurm["rerun-triggers"] and "resources" not in slurm
 
 
 def test_lint_passes() -> None:

@@ -25,7 +25,7 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "results/recorded", tmp_path / "results/recorded")
     config = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
     config["scale"] = "smoke"
-    config["launch"]["threads"] = 1  # two one-thread jobs at once on two cores
+    config["threads"] = 1  # two one-thread jobs at once on two cores
     (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = subprocess.run([SNAKEMAKE, "--cores", "2", "--resources", "gpu=2", "--configfile", "smoke.yaml"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=1500)

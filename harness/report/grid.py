@@ -215,7 +215,7 @@ class DatasetPlan:
             "data.val_split": cfg["val_split"],
             "model.student": student,
             "train.iterations": iterations,
-            "train.threads": config["launch"]["threads"],
+            "train.threads": config["threads"],
             "train.checkpoint_every": min(schedule["checkpoint_every"], iterations),
         }
         for key, target in OPTIM_KEYS.items():

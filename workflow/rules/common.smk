@@ -9,8 +9,8 @@ RUNS, RESULTS = G.output_dirs(config)
 TAG = "smoke/" if config["scale"] == "smoke" else ""
 LOGS = f"logs/{TAG}"
 BENCH = f"benchmarks/{TAG}"
-GPUS = config["launch"]["gpus_per_job"]
-THREADS = config["launch"]["threads"]
+GPUS = config["gpus_per_job"]
+THREADS = config["threads"]
 # One process, or one per GPU under torchrun (the engine handles the DDP side).
 LAUNCH = "python" if GPUS == 1 else f"torchrun --standalone --nproc_per_node={GPUS}"
 
