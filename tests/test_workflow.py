@@ -208,3 +208,17 @@ def test_missing_dataset_root_is_one_clear_error_before_any_job(tmp_path: Path) 
     assert not (work / "runs").exists() and not (work / "results/table_cityscapes.csv").exists()
     # a dry run previews the grid without data
     assert snakemake("-n", "--", "results/table_cityscapes.csv", cwd=work).returncode == 0
+
+
+def test_unregistered_method_model_or_preset_is_refused_by_name() -> None:
+    plans = grid.check_config(bad("datasets.toycity.methods.mykd", {}))
+    with pytest.raises(ConfigError, match="'mykd', which no file in harness/methods/ registers"):
+        grid.check_names(plans, ["toycity"])
+    plans = grid.check_config(bad("datasets.toycity.methods.cirkd", {"preset": "kitti"}))
+    with pytest.raises(ConfigError, match="no preset 'kitti'"):
+        grid.check_names(plans, ["toycity"])
+    config = bad("families.unet_tiny", "cnn")
+    config["datasets"]["toycity"]["pairs"].append({"teacher": "deeplabv3_small", "student": "unet_tiny"})
+    with pytest.raises(ConfigError, match="names model 'unet_tiny'"):
+        grid.check_names(grid.check_config(config), ["toycity"])
+    grid.check_names(grid.check_config(copy.deepcopy(CONFIG)), ["toycity", *REAL])

@@ -164,6 +164,7 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
     if args.scale is not None:
         config["scale"] = args.scale
     counts = grid.job_counts(config, datasets)
+    grid.check_names(grid.check_config(config), datasets)
     width = max(map(len, counts))
     lines = [f"{rule:<{width}}  {n}" for rule, n in counts.items()]
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")

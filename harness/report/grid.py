@@ -453,3 +453,35 @@ def check_roots(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                 f"--config 'datasets={{{name}: {{root: /path/to/{name}}}}}'; "
                 f"`snakemake -n` previews the grid without data)"
             ) from None
+
+
+def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
+    """Every model, method and preset the datasets' grids name is registered (imports torch).
+
+    Run before the first job (``onstart``) and by ``grid check``, so a typo fails in seconds
+    rather than after hours of other jobs.
+    """
+    from harness.methods import METHODS
+    from harness.models import MODELS
+
+    for name in datasets:
+        plan = plans[name]
+        for pair in plan.pairs:
+            for model in (pair.teacher, pair.student):
+                if model not in MODELS:
+                    raise ConfigError(
+                        f"datasets.{name}.pairs names model {model!r}; valid: {', '.join(MODELS.names())}"
+                    )
+        variants = [*plan.main.values(), *plan.ablation.values(), *(v for _, v in plan.sensitivity)]
+        for variant in variants:
+            if variant.method not in METHODS:
+                raise ConfigError(
+                    f"datasets.{name}.methods names {variant.method!r}, which no file in harness/methods/ "
+                    f"registers; valid: {', '.join(METHODS.names())}"
+                )
+            presets = METHODS.get(variant.method).presets
+            if variant.preset and variant.preset not in presets:
+                raise ConfigError(
+                    f"datasets.{name}: method {variant.method} has no preset {variant.preset!r}; "
+                    f"valid: {', '.join(sorted(presets))}"
+                )

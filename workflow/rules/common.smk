@@ -127,6 +127,8 @@ def bench_methods(wildcards):
 
 
 onstart:
+    planned = {job.wildcards.get("dataset") for job in workflow.dag.needrun_jobs()}
+    planned = sorted(d for d in planned if d in PLANS)
+    G.check_names(PLANS, planned)
     if config["check_roots"]:
-        planned = {job.wildcards.get("dataset") for job in workflow.dag.needrun_jobs()}
-        G.check_roots(PLANS, sorted(d for d in planned if d in PLANS))
+        G.check_roots(PLANS, planned)
