@@ -134,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.io import ensure_writable_dir
 
     ensure_writable_dir(out.parent)
+    if args.pipeline and args.dataset is not None and args.dataset != "toycity":
+        from harness.data import check_dataset  # a missing root fails here, before any output
+
+        check_dataset(args.dataset, args.root or f"data/{args.dataset}", ["train"])
     if args.threads:
         torch.set_num_threads(args.threads)
     crop = (args.crop[0], args.crop[1])
