@@ -186,6 +186,31 @@ def test_distillation_uses_teacher_and_trains_method_parameters(toy_root, tmp_pa
     assert hashlib.sha256((teacher_dir / "model.safetensors").read_bytes()).hexdigest() == digest
 
 
+def test_every_method_starts_the_same_student_and_random_stream(toy_root, tmp_path, teacher_dir):
+    """Teacher loading and the method's modules draw from a side stream: the student's initial
+    weights and the random draws after set-up are those of the baseline run with the same seed,
+    so a table's delta compares runs that differ by the method alone."""
+    from harness.engine.prepare import prepare_run
+    from harness.engine.seeding import seed_everything
+
+    starts = {}
+    for method in ("baseline", "kd", "heteroakd", "cirkd", "afdcd"):
+        extra = [] if method == "baseline" else [
+            f"method.name={method}", "model.teacher=segformer_tiny",
+            f"model.teacher_checkpoint={teacher_dir.parent}"]
+        config = tiny(toy_root, *extra)
+        seed_everything(config.seed)
+        inputs = prepare_run(config, tmp_path / method)
+        starts[method] = (inputs.student.state_dict(), torch.rand(4))
+    baseline_state, baseline_draw = starts.pop("baseline")
+    for method, (state, draw) in starts.items():
+        assert torch.equal(draw, baseline_draw), method
+        assert all(torch.equal(state[key], baseline_state[key]) for key in baseline_state), method
+    seed_everything(1)
+    other = prepare_run(tiny(toy_root, "seed=1"), tmp_path / "seed1").student.state_dict()
+    assert not all(torch.equal(other[key], baseline_state[key]) for key in baseline_state)
+
+
 @pytest.fixture(scope="module")
 def wrong_teachers(tmp_path_factory):
     base = tmp_path_factory.mktemp("wrong")

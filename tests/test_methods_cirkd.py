@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.methods.base import METHODS
-from harness.methods.common import resize_labels
+from harness.methods.common import resize_labels, soft_kl_sum
 from harness.methods.cirkd import (
     CIRKD,
     enqueue,
@@ -96,6 +96,38 @@ def test_relation_kl_sums_rows():
     rows = relation_kl(a[:2], keys, a[1:3], keys, tau=0.5)
     second = relation_kl(a[1:2], keys, a[2:3], keys, tau=0.5)
     assert rows.item() == pytest.approx(one_row.item() + second.item(), rel=1e-6)
+
+
+def test_soft_kl_sum_value_and_gradient_equal_autograd():
+    torch.manual_seed(3)
+    logits_s = (torch.randn(6, 9) * 3).requires_grad_()
+    logits_t = (torch.randn(6, 9) * 3).requires_grad_()
+    reference_s = logits_s.detach().clone().requires_grad_()
+    expected = F.kl_div(F.log_softmax(reference_s, 1), F.softmax(logits_t.detach(), 1),
+                        reduction="sum")
+    total = soft_kl_sum(logits_s, logits_t)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    (2.5 * total).backward()
+    (2.5 * expected).backward()
+    torch.testing.assert_close(logits_s.grad, reference_s.grad, rtol=1e-5, atol=1e-6)
+    assert logits_t.grad is None  # the target side gets no gradient
+    assert soft_kl_sum(logits_t, logits_t).item() == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("budget", [2**26, 1])
+def test_relation_kl_gradients_with_and_without_recompute(budget):
+    torch.manual_seed(4)
+    anchor_s, keys_s = torch.randn(7, 4, requires_grad=True), torch.randn(5, 4, requires_grad=True)
+    anchor_t, keys_t = torch.randn(7, 6), torch.randn(5, 6)
+    ref_a, ref_k = anchor_s.detach().clone().requires_grad_(), keys_s.detach().clone().requires_grad_()
+    expected = F.kl_div(F.log_softmax(ref_a @ ref_k.T / 0.1, 1), F.softmax(anchor_t @ keys_t.T / 0.1, 1),
+                        reduction="sum")
+    total = relation_kl(anchor_s, keys_s, anchor_t, keys_t, tau=0.1, row_chunk=3, saved_budget=budget)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    total.backward()
+    expected.backward()
+    torch.testing.assert_close(anchor_s.grad, ref_a.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(keys_s.grad, ref_k.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_ring_write_wraps_and_advances_the_pointer():

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from harness.config import RunConfig, check_value, to_dict
 from harness.engine.checkpoint import check_resumable, checkpoint_path, load_checkpoint
 from harness.engine.provenance import sha256_of
+from harness.engine.seeding import side_stream
 from harness.errors import ConfigError, UserError
 from harness.registry import UnknownNameError
 
@@ -105,21 +106,25 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
     check_dataset(data.name, data.root, splits=[data.train_split, data.val_split])
     num_classes = int(dataset_cls.num_classes)
 
+    # The student is built first, on the run's main RNG stream; the teacher and the method's
+    # modules come from a side stream, so every method starts the same student (see side_stream).
+    if method_cls.needs_teacher and (model.teacher is None or model.teacher_checkpoint is None):
+        raise ConfigError(f"method {config.method.name!r} needs a teacher; set model.teacher "
+                          f"and model.teacher_checkpoint (a trained teacher's run folder)")
+    student = build_model(model.student, num_classes, pretrained=model.pretrained)
     teacher, teacher_record = None, None
     if method_cls.needs_teacher:
-        if model.teacher is None or model.teacher_checkpoint is None:
-            raise ConfigError(f"method {config.method.name!r} needs a teacher; set model.teacher "
-                              f"and model.teacher_checkpoint (a trained teacher's run folder)")
         folder = resolve_teacher_folder(model.teacher_checkpoint)
-        teacher, meta = load_model(folder, expect_name=model.teacher, expect_num_classes=num_classes,
-                                   expect_dataset=data.name)
+        with side_stream(config.seed):
+            teacher, meta = load_model(folder, expect_name=model.teacher,
+                                       expect_num_classes=num_classes, expect_dataset=data.name)
         teacher_record = {"path": str(folder), "sha256": sha256_of(folder / "model.safetensors"),
                           "dataset": meta.get("dataset"), "miou": meta.get("miou")}
 
-    student = build_model(model.student, num_classes, pretrained=model.pretrained)
-    distiller = build_distiller(config.method.name, student.info,
-                                teacher.info if teacher is not None else None,
-                                preset=config.method.preset, options=config.method.options)
+    with side_stream(config.seed):
+        distiller = build_distiller(config.method.name, student.info,
+                                    teacher.info if teacher is not None else None,
+                                    preset=config.method.preset, options=config.method.options)
 
     train_set = build_dataset(data.name, data.root, data.train_split, train=True, crop=tuple(data.crop),
                               scale_range=tuple(data.scale_range), flip=data.flip)

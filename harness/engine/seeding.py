@@ -7,7 +7,9 @@ method's random sampling) are seeded here once and saved/restored with every che
 """
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+#: Offset of the side stream (:func:`side_stream`) from the run's seed.
+SIDE_STREAM_OFFSET = 0x5EED
+
+
+@contextlib.contextmanager
+def side_stream(seed: int) -> Iterator[None]:
+    """Run a block on its own RNG stream, seeded from ``seed``, and leave the run's main stream
+    (python, numpy, torch CPU) exactly where it was.
+
+    The engine builds the teacher (whose random init its checkpoint overwrites) and the method's
+    modules here, so that the student starts from the same weights and the run draws the same
+    random numbers after set-up whatever the method: a distilled run and its baseline then
+    differ by the method, not by their initialisation, and the table's delta is a paired
+    comparison.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(seed + SIDE_STREAM_OFFSET)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def use_deterministic_algorithms(device: torch.device) -> None:

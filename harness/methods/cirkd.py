@@ -62,6 +62,7 @@ from harness.methods.common import (
     pixel_kl,
     resize_labels,
     resize_to,
+    soft_kl_sum,
 )
 from harness.models.base import ModelInfo, SegOutput
 
@@ -91,30 +92,37 @@ class CIRKDOptions(Options):
 
 def _relation_kl_sum(anchor_s: torch.Tensor, keys_s: torch.Tensor, anchor_t: torch.Tensor,
                      keys_t: torch.Tensor, scale: float) -> torch.Tensor:
-    """sum over rows of KL(softmax(a_t k_t^T * scale) || softmax(a_s k_s^T * scale)), float32."""
-    log_p_s = F.log_softmax((anchor_s @ keys_s.T) * scale, dim=1)
-    log_p_t = F.log_softmax((anchor_t @ keys_t.T) * scale, dim=1)
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+    """sum over rows of KL(softmax(a_t k_t^T * scale) || softmax(a_s k_s^T * scale)), float32.
+
+    The scale multiplies the (rows, C) anchors rather than the (rows, M) similarities: one pass
+    over the small side.
+    """
+    with torch.no_grad():
+        logits_t = (anchor_t * scale) @ keys_t.T
+    return soft_kl_sum((anchor_s * scale) @ keys_s.T, logits_t)
 
 
 def relation_kl(anchor_s: torch.Tensor, keys_s: torch.Tensor, anchor_t: torch.Tensor,
-                keys_t: torch.Tensor, tau: float, row_chunk: int = 2048) -> torch.Tensor:
+                keys_t: torch.Tensor, tau: float, row_chunk: int = 2048,
+                saved_budget: int = 2**26) -> torch.Tensor:
     """Summed row-wise relation KL, computed in chunks of ``row_chunk`` anchors.
 
     anchor_s (N, C_s), keys_s (M, C_s), anchor_t (N, C_t), keys_t (M, C_t); C_s may differ from
     C_t. Row n compares softmax_m(anchor_t[n] . keys_t[m] / tau) (target) with the student's.
-    Returns a float32 scalar: the sum over the N rows (callers divide). When a gradient is
-    needed each chunk runs under activation checkpointing, so at most one chunk's (row_chunk, M)
-    matrices are alive at once; the backward recomputes them.
+    Returns a float32 scalar: the sum over the N rows (callers divide). The backward keeps one
+    (N, M) float32 matrix; when that exceeds ``saved_budget`` elements (256 MB) each chunk runs
+    under activation checkpointing instead, so at most one chunk's (row_chunk, M) matrices are
+    alive at once and the backward recomputes them.
     """
     anchor_s, keys_s, anchor_t, keys_t = (x.float() for x in (anchor_s, keys_s, anchor_t, keys_t))
     anchor_t, keys_t = anchor_t.detach(), keys_t.detach()
     scale = 1.0 / tau
     needs_grad = torch.is_grad_enabled() and (anchor_s.requires_grad or keys_s.requires_grad)
+    recompute = needs_grad and anchor_s.shape[0] * keys_s.shape[0] > saved_budget
     total = anchor_s.new_zeros(())
     for start in range(0, anchor_s.shape[0], row_chunk):
         rows = slice(start, start + row_chunk)
-        if needs_grad and anchor_s.shape[0] > row_chunk:
+        if recompute:
             part = checkpoint(_relation_kl_sum, anchor_s[rows], keys_s, anchor_t[rows], keys_t,
                               scale, use_reentrant=False)
         else:

@@ -75,6 +75,41 @@ def pixel_kl(logits_t: torch.Tensor, logits_s: torch.Tensor, temperature: float 
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1)
 
 
+class _SoftTargetKLSum(torch.autograd.Function):
+    """``sum_rows KL(softmax(logits_t) || softmax(logits_s))`` with the gradient written out.
+
+    Autograd through log_softmax / sub / mul / exp keeps several (N, M) matrices and runs about
+    ten elementwise passes over them in the backward; the analytic gradient
+    ``d/d logits_s = softmax(logits_s) - softmax(logits_t)`` is one matrix, computed in the
+    forward and kept. On CIRKD's anchor-to-memory relations (4096 x 4100) this halves the step.
+    """
+
+    @staticmethod
+    def forward(ctx, logits_s: torch.Tensor, logits_t: torch.Tensor) -> torch.Tensor:
+        log_p_s = F.log_softmax(logits_s, dim=1)
+        log_p_t = F.log_softmax(logits_t, dim=1)
+        p_t = log_p_t.exp()
+        # One BLAS dot over the flattened matrices: no (N, M) temporary for the product.
+        total = torch.dot(p_t.reshape(-1), log_p_t.sub_(log_p_s).reshape(-1))
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(log_p_s.exp_().sub_(p_t))  # softmax(s) - softmax(t), in place
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (diff,) = ctx.saved_tensors
+        return diff * grad, None
+
+
+def soft_kl_sum(logits_s: torch.Tensor, logits_t: torch.Tensor) -> torch.Tensor:
+    """Summed row-wise ``KL(softmax(logits_t) || softmax(logits_s))`` of (N, M) logits, float32.
+
+    The teacher side gets no gradient; the student side's gradient is analytic (see
+    :class:`_SoftTargetKLSum`), equal to autograd's to float rounding (tests check both).
+    """
+    return _SoftTargetKLSum.apply(logits_s.float(), logits_t.detach().float())
+
+
 def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
 
