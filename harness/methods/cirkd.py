@@ -32,17 +32,21 @@ Choices where we deviate or interpret (each is an option or stated here):
 
 Memory (one step at a 512x1024 crop, OS8 -> 64x128 = 8192 positions, B=2, D=256, K=19):
 the queues are ``19 x (20000 + 2000) x 256 x 4 B = 428 MB`` of buffers (checkpointed too).
-A full pixel relation matrix would be ``8192^2 x 4 B = 268 MB`` per pair, and autograd would keep
-about two of them per pair; instead every relation/memory KL is computed in row chunks of
-``row_chunk`` anchors under activation checkpointing, so only one chunk's
-``row_chunk x 8192`` matrices live at once (2048 rows: 67 MB each, a handful at a time) and the
-backward recomputes them. Memory KL logits are ``N_anchors x 4115`` (pixels) and ``x 1026``
-(regions), chunked the same way. Measured on CPU, 1 thread (B=2, 64x128, C_s=128, C_t=256,
-K=19, reference queue sizes; resident memory above the inputs): ``loss_p2p_batch`` forward +
-backward 34 s, 359 MB; enqueue 13-21 ms; both memory terms forward + backward 8.6-8.8 s,
-76-141 MB. A SegFormer student's head feature is at 1/4 (128x256): the relations then cost
-16x the time at the same chunked memory; ``p2p_pool = 2`` (the reference's ``pooling`` flag)
-brings them back to the 64x128 cost.
+A full pixel relation matrix would be ``8192^2 x 4 B = 268 MB`` per pair. The relation KL has
+its gradient written out (``common.soft_kl_sum``: the backward keeps one matrix,
+``softmax(s) - softmax(t)``, instead of autograd's several), and the step may keep at most
+``saved_budget`` float32 elements (256 MB) for all its relations; past that, every relation/memory
+KL is computed in row chunks of ``row_chunk`` anchors under activation checkpointing, so only one
+chunk's ``row_chunk x 8192`` matrices live at once (2048 rows: 67 MB each) and the backward
+recomputes them. Memory KL logits are ``N_anchors x 4115`` (pixels) and ``x 1026`` (regions),
+handled the same way. On the demo (segformer_tiny student at 64x128, batch 8: 4096 anchors x 4100
+pixel negatives) everything fits the budget, and the step went from 667 to ~320 ms (CPU, 2
+threads) against the autograd-and-always-recompute version. Measured on CPU, 1 thread, before
+the analytic gradient (B=2, 64x128, C_s=128, C_t=256, K=19, reference queue sizes; resident
+memory above the inputs): ``loss_p2p_batch`` forward + backward 34 s, 359 MB; enqueue 13-21 ms;
+both memory terms forward + backward 8.6-8.8 s, 76-141 MB. A SegFormer student's head feature is
+at 1/4 (128x256): the relations then cost 16x the time at the same chunked memory;
+``p2p_pool = 2`` (the reference's ``pooling`` flag) brings them back to the 64x128 cost.
 """
 from __future__ import annotations
 
@@ -85,6 +89,9 @@ class CIRKDOptions(Options):
     pixel_negatives: int = 4096  # CIRKD pixel_contrast_size = 4096 // K + 1 per class
     region_negatives: int = 1024  # CIRKD region_contrast_size = 1024 // K + 1 per class
     row_chunk: int = 2048  # ours: anchors per relation chunk (bounds memory, same result)
+    # ours: float32 elements the backward may keep for all relations of one step (256 MB); past
+    # it, chunks are recomputed in the backward instead of kept (same result, less memory)
+    saved_budget: int = 2**26
 
 
 # --------------------------------------------------------------------------- pure losses
@@ -132,17 +139,20 @@ def relation_kl(anchor_s: torch.Tensor, keys_s: torch.Tensor, anchor_t: torch.Te
 
 
 def p2p_batch_loss(feat_s: torch.Tensor, feat_t: torch.Tensor, tau: float = 0.1, group: int = 2,
-                   row_chunk: int = 2048) -> torch.Tensor:
+                   row_chunk: int = 2048, saved_budget: int = 2**26) -> torch.Tensor:
     """Mini-batch pixel-to-pixel relation KL.
 
     feat_s (B, C_s, H, W), feat_t (B, C_t, H, W) on the same grid (not yet normalised).
     Images are grouped as [0, group), [group, 2*group), ...; for every ordered pair (i, j) of a
     group (i == j included), S_ij = f_i^T f_j / tau (HW x HW) and the term is the mean over
     rows of KL(softmax(S^t_ij) || softmax(S^s_ij)); the loss is the mean over all pairs.
+    ``saved_budget`` is shared by all pairs (their graphs live until the backward).
     """
     emb_s = F.normalize(feat_s.float(), dim=1).flatten(2).transpose(1, 2)  # B, HW, C_s
     emb_t = F.normalize(feat_t.float(), dim=1).flatten(2).transpose(1, 2)  # B, HW, C_t
     batch, positions = emb_s.shape[:2]
+    sizes = [min(first + group, batch) - first for first in range(0, batch, group)]
+    budget = saved_budget // max(1, sum(size * size for size in sizes))
     total = emb_s.new_zeros(())
     pairs = 0
     for first in range(0, batch, group):
@@ -150,14 +160,14 @@ def p2p_batch_loss(feat_s: torch.Tensor, feat_t: torch.Tensor, tau: float = 0.1,
         for i in members:
             for j in members:
                 total = total + relation_kl(emb_s[i], emb_s[j], emb_t[i], emb_t[j], tau,
-                                            row_chunk) / positions
+                                            row_chunk, budget) / positions
                 pairs += 1
     return total / pairs
 
 
 def memory_kl_loss(anchor_s: torch.Tensor, anchor_t: torch.Tensor, keys: torch.Tensor,
                    tau: float = 0.1, temperature: float = 1.0,
-                   row_chunk: int = 2048) -> torch.Tensor:
+                   row_chunk: int = 2048, saved_budget: int = 2**26) -> torch.Tensor:
     """Anchor-to-memory KL, batch-mean over anchors:
     ``T'^2 / N * sum_n KL(softmax(t_n Q^T / (tau T')) || softmax(s_n Q^T / (tau T')))``.
 
@@ -168,7 +178,8 @@ def memory_kl_loss(anchor_s: torch.Tensor, anchor_t: torch.Tensor, keys: torch.T
     if anchor_s.shape[0] == 0:
         return anchor_s.float().sum() * 0.0
     keys = keys.detach()
-    total = relation_kl(anchor_s, keys, anchor_t, keys, tau * temperature, row_chunk)
+    total = relation_kl(anchor_s, keys, anchor_t, keys, tau * temperature, row_chunk,
+                        saved_budget)
     return total * temperature**2 / anchor_s.shape[0]
 
 
@@ -301,7 +312,8 @@ class CIRKD(Distiller):
                     pooled_s = F.avg_pool2d(feat_s, opt.p2p_pool, ceil_mode=True)
                     pooled_t = F.avg_pool2d(feat_t, opt.p2p_pool, ceil_mode=True)
                 losses["loss_p2p_batch"] = opt.lambda_p2p_batch * p2p_batch_loss(
-                    pooled_s, pooled_t, opt.p2p_tau, opt.p2p_group, opt.row_chunk)
+                    pooled_s, pooled_t, opt.p2p_tau, opt.p2p_group, opt.row_chunk,
+                    opt.saved_budget // 2)  # half for the relations, half for the memory terms
             if opt.lambda_pixel_memory > 0 or opt.lambda_region_memory > 0:
                 losses.update(self._memory_terms(feat_s, feat_t, resize_labels(labels, size)))
         return losses
@@ -319,12 +331,16 @@ class CIRKD(Distiller):
         anchor_s = emb_s.permute(0, 2, 3, 1).reshape(-1, emb_s.shape[1])[valid]
         anchor_t = emb_t.permute(0, 2, 3, 1).reshape(-1, emb_t.shape[1])[valid]
         terms: dict[str, torch.Tensor] = {}
+        # The memory terms share half of the step's budget in proportion to their negatives.
+        share = (opt.saved_budget // 2) / (opt.pixel_negatives + opt.region_negatives)
         if opt.lambda_pixel_memory > 0:
             keys = sample_negatives(self.pixel_queue, opt.pixel_negatives // self.num_classes + 1)
             terms["loss_pixel_memory"] = opt.lambda_pixel_memory * memory_kl_loss(
-                anchor_s, anchor_t, keys, opt.memory_tau, opt.memory_temperature, opt.row_chunk)
+                anchor_s, anchor_t, keys, opt.memory_tau, opt.memory_temperature, opt.row_chunk,
+                int(share * opt.pixel_negatives))
         if opt.lambda_region_memory > 0:
             keys = sample_negatives(self.region_queue, opt.region_negatives // self.num_classes + 1)
             terms["loss_region_memory"] = opt.lambda_region_memory * memory_kl_loss(
-                anchor_s, anchor_t, keys, opt.memory_tau, opt.memory_temperature, opt.row_chunk)
+                anchor_s, anchor_t, keys, opt.memory_tau, opt.memory_temperature, opt.row_chunk,
+                int(share * opt.region_negatives))
         return terms
