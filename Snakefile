@@ -2,7 +2,8 @@
 #   snakemake --cores 2                                   # the built-in dataset (toycity), everything
 #   snakemake --cores 2 --config scale=smoke              # the same grid in minutes (a few iterations)
 #   snakemake --cores 8 results/table_cityscapes.csv      # a real dataset (set datasets.cityscapes.root)
-#   snakemake -n --config check_roots=false results/table_voc.csv   # preview a grid without data
+#   snakemake -n results/table_voc.csv --config check_roots=false   # preview a grid without data
+# (targets before --config: --config takes every KEY=VALUE word after it)
 # The grid lives in workflow/config/config.yaml; every rule calls `python -m harness ...`.
 from snakemake.utils import min_version, validate
 
