@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
 from harness.errors import ConfigError
 from harness.report import grid
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 CONFIG = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
 REAL = ["cityscapes", "voc", "ade20k", "camvid"]
 
@@ -187,14 +184,6 @@ def test_snakemake_refuses_a_bad_config_before_any_job() -> None:
     assert result.returncode != 0 and "colour" in result.stdout + result.stderr
     result = snakemake("-n", "--config", "seeds=0")
     assert result.returncode != 0 and "seeds" in result.stdout + result.stderr
-
-
-def copy_workflow(dest: Path) -> Path:
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    shutil.copytree(ROOT / "results/recorded", dest / "results/recorded")
-    return dest
 
 
 def test_missing_dataset_root_is_one_clear_error_before_any_job(tmp_path: Path) -> None:

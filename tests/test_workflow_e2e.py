@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 from harness.report.tables import ABLATION_COLUMNS, SENSITIVITY_COLUMNS, TABLE_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.mark.slow
 def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    shutil.copytree(ROOT / "results/recorded", tmp_path / "results/recorded")
+    copy_workflow(tmp_path)
     config = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
     config["scale"] = "smoke"
     config["threads"] = 1  # two one-thread jobs at once on two cores

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 ITERATIONS = 400
 CHECKPOINT_EVERY = 20
 
@@ -40,10 +37,7 @@ def _kill_session(session_id: int) -> None:
 
 @pytest.mark.slow
 def test_killed_job_resumes_from_checkpoint_with_rerun_incomplete(tmp_path: Path) -> None:
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    shutil.copytree(ROOT / "results/recorded", tmp_path / "results/recorded")
+    copy_workflow(tmp_path)
     config = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
     config["threads"] = 1
     # Long enough to be killed after the first checkpoint, short enough to finish in seconds.
