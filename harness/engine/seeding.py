@@ -39,8 +39,12 @@ def side_stream(seed: int) -> Iterator[None]:
     comparison.
     """
     python_state, numpy_state = random.getstate(), np.random.get_state()
+    # CPU generators only: models are built on the CPU, and seeding CUDA here would leave the
+    # accelerators on the side stream's seed after the block (fork_rng restores the CPU alone).
     with torch.random.fork_rng(devices=[]):
-        seed_everything(seed + SIDE_STREAM_OFFSET)
+        random.seed(seed + SIDE_STREAM_OFFSET)
+        np.random.seed((seed + SIDE_STREAM_OFFSET) % 2**32)
+        torch.default_generator.manual_seed(seed + SIDE_STREAM_OFFSET)
         try:
             yield
         finally:
