@@ -18,7 +18,8 @@ COMMAND_MODULES = (
     "harness.data.commands",  # data prepare / data check
     "harness.engine.commands",  # train / eval
     "harness.bench.commands",  # bench
-    "harness.report.commands",  # report ... / compare / grid
+    "harness.report.commands",  # report ... / compare
+    "harness.workflow.commands",  # grid check
 )
 
 

@@ -13,7 +13,7 @@ import yaml
 from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
 from harness.errors import ConfigError
-from harness.report import grid
+from harness.workflow import grid
 
 CONFIG = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
 REAL = ["cityscapes", "voc", "ade20k", "camvid"]

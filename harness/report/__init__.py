@@ -1,5 +1,5 @@
-"""Reporting: the workflow grid, result tables, figures and the comparison with published figures.
+"""Reporting: result tables, figures and the comparison with published figures.
 
-Importing this package does not import torch (the Snakefile imports :mod:`harness.report.grid` at
-parse time); the modules that need models (``cka``, ``qualitative`` figures) import it themselves.
+Importing this package does not import torch; the modules that need models (``cka``,
+``qualitative`` figures) import it themselves.
 """

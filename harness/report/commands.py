@@ -1,5 +1,5 @@
-"""CLI: ``python -m harness report table|ablation|sensitivity|cka|qualitative``,
-``python -m harness compare TABLE`` and ``python -m harness grid check``.
+"""CLI: ``python -m harness report table|ablation|sensitivity|cka|qualitative`` and
+``python -m harness compare TABLE``.
 
 The workflow's report rules call these; each also runs by hand on any set of run folders.
 """
@@ -151,28 +151,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_grid_check(args: argparse.Namespace) -> int:
-    from harness.report import grid
-
-    config = grid.load_workflow_config(args.config)
-    datasets = args.datasets or list(config["datasets"])
-    unknown = [d for d in datasets if d not in config["datasets"]]
-    if unknown:
-        raise ConfigError(f"datasets {unknown} are not in {args.config}; valid: {sorted(config['datasets'])}")
-    if args.seeds is not None:
-        config["seeds"] = args.seeds
-    if args.scale is not None:
-        config["scale"] = args.scale
-    counts = grid.job_counts(config, datasets)
-    grid.check_names(grid.check_config(config), datasets)
-    width = max(map(len, counts))
-    lines = [f"{rule:<{width}}  {n}" for rule, n in counts.items()]
-    lines.append(f"{'total':<{width}}  {sum(counts.values())}")
-    sys.stdout.write(f"config {args.config} is valid; jobs for {', '.join(datasets)} from scratch:\n"
-                     + "\n".join(lines) + "\n")
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="tables and figures from finished runs")
     sub = report.add_subparsers(dest="report_command", metavar="WHAT", required=True)
@@ -227,14 +205,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser("compare", help="our table beside the published figures")
     compare.add_argument("table", help="results/table_<dataset>.csv")
     compare.set_defaults(func=_cmd_compare)
-
-    grid_cmd = subparsers.add_parser("grid", help="the workflow's experiment grid")
-    grid_sub = grid_cmd.add_subparsers(dest="grid_command", metavar="WHAT", required=True)
-    check = grid_sub.add_parser("check", help="validate the workflow config and count its jobs")
-    from harness.report.grid import DEFAULT_CONFIG
-
-    check.add_argument("--config", default=str(DEFAULT_CONFIG))
-    check.add_argument("--datasets", nargs="*", default=None)
-    check.add_argument("--seeds", type=int, default=None)
-    check.add_argument("--scale", choices=("full", "smoke"), default=None)
-    check.set_defaults(func=_cmd_grid_check)

@@ -1,8 +1,8 @@
-# Config checks and grid expansion (harness/report/grid.py does the work, shared with
+# Config checks and grid expansion (harness/workflow/grid.py does the work, shared with
 # `python -m harness grid check`); input/param functions used by the rule files.
 import os
 
-from harness.report import grid as G
+from harness.workflow import grid as G
 
 PLANS = G.check_config(config)  # ConfigError (one line naming the key) before any job
 RUNS, RESULTS = G.output_dirs(config)
