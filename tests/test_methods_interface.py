@@ -78,6 +78,8 @@ def test_build_errors_are_config_errors():
         build_distiller("heteroakd", CNN_S, TR_T, options={"stages": [7]})
     with pytest.raises(ConfigError, match="kem_axis"):
         build_distiller("heteroakd", CNN_S, TR_T, options={"kem_axis": "both"})
+    with pytest.raises(ConfigError, match="kem_form"):
+        build_distiller("heteroakd", CNN_S, TR_T, options={"kem_form": "weights"})
     assert build_distiller("baseline", CNN_S, None).needs_teacher is False
 
 

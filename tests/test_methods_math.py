@@ -9,7 +9,7 @@ import torch
 from harness.methods import build_distiller
 from harness.methods.cwd import cwd_loss
 from harness.methods.heteroakd import (heteroakd_loss, kem_weights, mix_knowledge,
-                                       reliability)
+                                       reliability, weighted_distillation)
 from harness.methods.kd import kd_loss, kd_on_outputs
 from harness.methods.ofa import ofa_loss
 from harness.models.base import ModelInfo, SegOutput
@@ -204,21 +204,133 @@ def test_hakd_full_independent_formula():
     assert heteroakd_loss(z_s, z_t, labels).item() == pytest.approx(expected, abs=TOL)
 
 
+# One pixel, K = 2: Z_s = (0, ln 3) -> p_s = (1/4, 3/4); Z_h = (ln 3, 0) -> p_h = (3/4, 1/4);
+# w = K * W = (1.5, 0.5). Sigmoids: sigma(Z_s) = (1/2, 3/4), sigma(Z_h) = (3/4, 1/2).
+LN2, LN43 = math.log(2.0), math.log(4.0 / 3.0)
+KEM_FORM_HAND = {
+    # sum_c w_c p_h,c (-log p_s,c) = 1.5 * 3/4 * ln 4 + 0.5 * 1/4 * ln 4/3
+    "target": 1.125 * 2 * LN2 + 0.125 * LN43,
+    # (sum_c w_c p_h,c) = 1.25, times the soft CE 3/4 ln 4 + 1/4 ln 4/3
+    "pixel": 1.25 * (0.75 * 2 * LN2 + 0.25 * LN43),
+    # 1.5 * BCE(1/2; 3/4) + 0.5 * BCE(3/4; 1/2) = 1.5 ln 2 + 0.5 * (ln 4/3 + ln 4) / 2
+    "binary": 1.5 * LN2 + 0.25 * (LN43 + 2 * LN2),
+}
+
+
+@pytest.mark.parametrize("form", sorted(KEM_FORM_HAND))
+def test_kem_form_hand_values(form):
+    z_s = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1)
+    z_h = torch.tensor([math.log(3.0), 0.0]).view(1, 2, 1, 1)
+    w = torch.tensor([1.5, 0.5]).view(1, 2, 1, 1)
+    got = weighted_distillation(z_s, z_h, w, form)
+    assert got.shape == (1, 1, 1)
+    assert got.item() == pytest.approx(KEM_FORM_HAND[form], abs=TOL)
+    # the temperature divides both sides' logits: doubling them at T = 2 changes nothing
+    got_t2 = weighted_distillation(2 * z_s, 2 * z_h, w, form, temperature=2.0)
+    assert got_t2.item() == pytest.approx(KEM_FORM_HAND[form], abs=TOL)
+
+
+def test_kem_form_pixel_keeps_the_target():
+    """``pixel`` scales the soft-CE gradient (p_s - p_h)/T per pixel by sum_c w_c p_h,c;
+    ``target`` does not: its gradient points at the weight-reshaped target."""
+    k, t = 4, 2.0
+    z_s = torch.randn(2, k, 3, 3, generator=_gen(40), requires_grad=True)
+    z_h = torch.randn(2, k, 3, 3, generator=_gen(41))
+    w = k * torch.softmax(torch.randn(2, k, 3, 3, generator=_gen(42)) * 3, 1)
+    weighted_distillation(z_s, z_h, w, "pixel", t).sum().backward()
+    p_h, p_s = torch.softmax(z_h / t, 1), torch.softmax(z_s.detach() / t, 1)
+    scale = (w * p_h).sum(1, keepdim=True)
+    assert torch.allclose(z_s.grad, scale * (p_s - p_h) / t, atol=TOL)
+    z_s.grad = None
+    weighted_distillation(z_s, z_h, w, "target", t).sum().backward()
+    mass = w * p_h  # the target form's gradient: (sum_c m_c) p_s - m, over T
+    assert torch.allclose(z_s.grad, (mass.sum(1, keepdim=True) * p_s - mass) / t, atol=TOL)
+
+
+def _direct_hakd(z_s, z_t, labels, form, t):
+    """L_hakd by the formulas of methods.md (KMM and KEM on, BCE reliability, class axis)."""
+    k = z_s.shape[1]
+    valid = labels != 255
+    y = torch.nn.functional.one_hot(labels.clamp(max=k - 1), k).permute(0, 3, 1, 2).double()
+    y = y * valid[:, None]
+    z_s, z_t = z_s.double(), z_t.double()
+
+    def bce(z, target):
+        s = torch.sigmoid(z)
+        return -(target * torch.log(s) + (1 - target) * torch.log(1 - s))
+
+    h_s, h_t = bce(z_s, y), bce(z_t, y)
+    share = h_s / (h_t + h_s + 1e-6)
+    z_h = share * z_t + (1 - share) * z_s
+    w = k * torch.softmax(h_s + torch.clamp(h_s - bce(z_h, y), min=0), 1)
+    p_h, log_p_s = torch.softmax(z_h / t, 1), torch.log_softmax(z_s / t, 1)
+    if form == "target":
+        per_pixel = -(w * p_h * log_p_s).sum(1)
+    elif form == "pixel":
+        per_pixel = (w * p_h).sum(1) * -(p_h * log_p_s).sum(1)
+    else:
+        per_pixel = (w * bce(z_s / t, torch.sigmoid(z_h / t))).sum(1)
+    return per_pixel[valid].mean().item()
+
+
+@pytest.mark.parametrize("form", ["target", "pixel", "binary"])
+def test_hakd_kem_forms_independent_formula(form):
+    k, t = 3, 2.0
+    z_s = torch.randn(2, k, 3, 4, generator=_gen(43))
+    z_t = torch.randn(2, k, 3, 4, generator=_gen(44))
+    labels = _labels(2, 3, 4, k, seed=45)
+    got = heteroakd_loss(z_s, z_t, labels, kem_form=form, temperature=t)
+    assert got.item() == pytest.approx(_direct_hakd(z_s, z_t, labels, form, t), abs=TOL)
+
+
+def test_kem_forms_agree_without_kem():
+    """KEM off: target and pixel are the same soft CE; binary is the plain per-class BCE sum."""
+    k = 4
+    z_s = torch.randn(2, k, 3, 5, generator=_gen(46))
+    z_t = torch.randn(2, k, 3, 5, generator=_gen(47))
+    labels = _labels(2, 3, 5, k, seed=48)
+    valid = labels != 255
+    target = heteroakd_loss(z_s, z_t, labels, kmm=False, kem=False, kem_form="target")
+    pixel = heteroakd_loss(z_s, z_t, labels, kmm=False, kem=False, kem_form="pixel")
+    assert pixel.item() == pytest.approx(target.item(), abs=TOL)
+    binary = heteroakd_loss(z_s, z_t, labels, kmm=False, kem=False, kem_form="binary")
+    per_class = torch.nn.functional.binary_cross_entropy_with_logits(
+        z_s, torch.sigmoid(z_t), reduction="none").sum(1)
+    assert binary.item() == pytest.approx(per_class[valid].mean().item(), abs=TOL)
+
+
+def test_hakd_distiller_passes_kem_form():
+    student, teacher, out_s, out_t, labels = _hetero_pair()
+    distiller = build_distiller("heteroakd", student, teacher,
+                                options={"kem_form": "binary", "lambda1": 0.0})
+    distiller.eval()
+    terms = distiller(out_s, out_t, labels)
+    z_s = distiller.proj_s[0](out_s.features[-1])
+    z_t = distiller.proj_t[0](out_t.features[-1])
+    grid = labels[:, ::8, ::8]
+    expected = heteroakd_loss(z_s, z_t, grid, kem_form="binary").item()
+    assert terms["loss_hakd"].item() == pytest.approx(expected, abs=TOL)
+    assert expected != pytest.approx(heteroakd_loss(z_s, z_t, grid).item(), abs=1e-3)
+
+
+@pytest.mark.parametrize("kem_form", ["target", "pixel", "binary"])
 @pytest.mark.parametrize("kem_axis", ["class", "space"])
 @pytest.mark.parametrize("rel", ["bce", "ce"])
-def test_hakd_ignored_pixels_change_nothing(kem_axis, rel):
+def test_hakd_ignored_pixels_change_nothing(kem_axis, rel, kem_form):
     k = 4
     z_s = torch.randn(2, k, 4, 4, generator=_gen(23))
     z_t = torch.randn(2, k, 4, 4, generator=_gen(24))
     labels = _labels(2, 4, 4, k, seed=25, ignore_frac=0.4)
     ignored = labels == 255
     assert ignored.any() and (~ignored).any()
-    base = heteroakd_loss(z_s, z_t, labels, kem_axis=kem_axis, reliability_kind=rel)
+    base = heteroakd_loss(z_s, z_t, labels, kem_axis=kem_axis, reliability_kind=rel,
+                          kem_form=kem_form)
     z_s2, z_t2 = z_s.clone(), z_t.clone()
     noise = torch.randn(2, k, 4, 4, generator=_gen(26)) * 5
     z_s2 = torch.where(ignored[:, None], z_s2 + noise, z_s2)
     z_t2 = torch.where(ignored[:, None], z_t2 - noise, z_t2)
-    changed = heteroakd_loss(z_s2, z_t2, labels, kem_axis=kem_axis, reliability_kind=rel)
+    changed = heteroakd_loss(z_s2, z_t2, labels, kem_axis=kem_axis, reliability_kind=rel,
+                             kem_form=kem_form)
     assert changed.item() == pytest.approx(base.item(), abs=TOL)
 
 

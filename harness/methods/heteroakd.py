@@ -18,12 +18,22 @@ form reconstructed in methods.md, with every open choice a named option:
    (``kem_axis="class"``) or over the image's non-ignored positions per class (``"space"``).
    ``kem=False``: uniform weights. ``W`` is a weighting, so it is computed from detached
    quantities (no gradient flows through the weights).
-4. ``L_hakd = mean_pixels sum_c w * softmax(Z_h/T)_c * (-log_softmax(Z_s/T)_c)`` over
-   non-ignored pixels, with ``w = K*W`` on the class axis and ``w = N_b*W`` on the space axis
-   (``N_b`` = non-ignored positions of image ``b``): the factor that makes uniform weights 1,
-   so KEM off is plain soft cross-entropy on either axis (methods.md states ``K`` for the
-   class axis; the space-axis factor is our reading). No ``T^2`` factor (methods.md's formula
-   has none).
+4. ``L_hakd``, mean over non-ignored pixels, with ``w = K*W`` on the class axis and
+   ``w = N_b*W`` on the space axis (``N_b`` = non-ignored positions of image ``b``): the
+   factor that makes uniform weights 1 (methods.md states ``K`` for the class axis; the
+   space-axis factor is our reading). How ``w`` enters is ``kem_form`` (methods.md step 4),
+   with ``p_h = softmax(Z_h/T)``:
+
+   - ``target``: ``sum_c w_c * p_h,c * (-log_softmax(Z_s/T)_c)``; the weights reshape the
+     soft target.
+   - ``pixel``: ``(sum_c w_c * p_h,c) * sum_c p_h,c * (-log_softmax(Z_s/T)_c)``; one detached
+     weight per pixel, the target stays ``p_h``.
+   - ``binary``: ``sum_c w_c * BCE(sigmoid(Z_s,c/T), sigmoid(Z_h,c/T))``; per-class sigmoid
+     distillation, the form of the per-class BCE reliability.
+
+   KEM off (``w = 1``) makes ``target`` and ``pixel`` plain soft cross-entropy and ``binary``
+   the unweighted sum of per-class BCEs, on either axis. No ``T^2`` factor (methods.md's
+   formula has none).
 
 Total: ``lambda1 * L_kd`` (pixel KD on the final logits, methods.md "KD", key ``loss_kd``)
 ``+ lambda2 * L_hakd`` (key ``loss_hakd``) ``+ proj_ce_weight * L_proj`` (key ``loss_proj``).
@@ -54,6 +64,7 @@ from harness.models.base import ModelInfo, SegOutput
 
 RELIABILITIES = ("bce", "ce")
 KEM_AXES = ("class", "space")
+KEM_FORMS = ("target", "pixel", "binary")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Options(BaseOptions):
     kmm: bool = True  # methods.md step 2 (ablation switch)
     kem: bool = True  # methods.md step 3 (ablation switch)
     kem_axis: str = "class"  # methods.md step 3: class (default) | space
+    kem_form: str = "target"  # methods.md step 4: target (default) | pixel | binary
     temperature: float = 1.0  # methods.md step 4: T = 1
     lambda1: float = 0.1  # methods.md: one secondary source
     lambda2: float = 1.0  # methods.md: not found; the sensitivity grid locates it
@@ -122,10 +134,29 @@ def kem_weights(h_s: torch.Tensor, h_h: torch.Tensor, valid: torch.Tensor,
     raise ConfigError(f"unknown kem_axis {axis!r}; valid: {', '.join(KEM_AXES)}")
 
 
+def weighted_distillation(logits_s: torch.Tensor, logits_h: torch.Tensor, weights: torch.Tensor,
+                          form: str = "target", temperature: float = 1.0) -> torch.Tensor:
+    """Per-pixel ``L_hakd`` (B, H, W) of student logits against the mixed knowledge ``Z_h``
+    (detached), with per-class weights ``w`` (B, K, H, W, detached) entering as ``form``
+    (module docstring, step 4)."""
+    weights = weights.detach()
+    if form == "binary":
+        soft_h = torch.sigmoid(logits_h / temperature)
+        bce = F.binary_cross_entropy_with_logits(logits_s / temperature, soft_h, reduction="none")
+        return (weights * bce).sum(1)
+    soft_h = torch.softmax(logits_h / temperature, dim=1)
+    cross = -soft_h * F.log_softmax(logits_s / temperature, dim=1)  # (B, K, H, W)
+    if form == "target":
+        return (weights * cross).sum(1)
+    if form == "pixel":
+        return (weights * soft_h).sum(1) * cross.sum(1)
+    raise ConfigError(f"unknown kem_form {form!r}; valid: {', '.join(KEM_FORMS)}")
+
+
 def heteroakd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch.Tensor, *,
                    kmm: bool = True, kem: bool = True, kem_axis: str = "class",
-                   reliability_kind: str = "bce", temperature: float = 1.0,
-                   eps: float = 1e-6) -> torch.Tensor:
+                   kem_form: str = "target", reliability_kind: str = "bce",
+                   temperature: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
     """``L_hakd`` (unweighted) for projected logits on one grid, float32.
 
     logits_s, logits_t: (B, K, H, W) projected student / teacher logits (same grid).
@@ -152,9 +183,7 @@ def heteroakd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch
             weights = weights * valid.flatten(1).sum(1).float()[:, None, None, None]
     else:
         weights = torch.ones_like(logits_s)  # K * (1/K)
-    soft_t = torch.softmax(logits_h / temperature, dim=1)
-    log_p_s = F.log_softmax(logits_s / temperature, dim=1)
-    per_pixel = -(weights * soft_t * log_p_s).sum(1)  # (B, H, W)
+    per_pixel = weighted_distillation(logits_s, logits_h, weights, kem_form, temperature)
     return masked_mean(per_pixel, valid)
 
 
@@ -200,6 +229,9 @@ class HeteroAKD(Distiller):
         if options.kem_axis not in KEM_AXES:
             raise ConfigError(f"unknown heteroakd kem_axis {options.kem_axis!r}; "
                               f"valid: {', '.join(KEM_AXES)}")
+        if options.kem_form not in KEM_FORMS:
+            raise ConfigError(f"unknown heteroakd kem_form {options.kem_form!r}; "
+                              f"valid: {', '.join(KEM_FORMS)}")
         if options.projector not in ("mlp", "conv_bn_relu"):
             raise ConfigError(f"unknown heteroakd projector {options.projector!r}; "
                               "valid: mlp, conv_bn_relu")
@@ -245,8 +277,8 @@ class HeteroAKD(Distiller):
                 grid_labels = resize_labels(labels, size)
                 hakd.append(heteroakd_loss(
                     z_s, z_t, grid_labels, kmm=opts.kmm, kem=opts.kem, kem_axis=opts.kem_axis,
-                    reliability_kind=opts.reliability, temperature=opts.temperature,
-                    eps=opts.eps))
+                    kem_form=opts.kem_form, reliability_kind=opts.reliability,
+                    temperature=opts.temperature, eps=opts.eps))
                 proj.append(projector_ce(z_s, grid_labels) + projector_ce(z_t, grid_labels))
         terms["loss_hakd"] = opts.lambda2 * torch.stack(hakd).mean()
         if opts.proj_ce_weight > 0:
