@@ -83,7 +83,7 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     model, meta = load_model(run / "model", expect_name="deeplabv3_tiny", expect_num_classes=10,
                              expect_dataset="toycity")
     assert meta["miou"] == pytest.approx(metrics["miou"]) and meta["iterations"] == 4 and meta["seed"] == 0
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 4 and len(state["log_rows"]) == 4
 
     # the eval command reproduces the final mIoU from the saved model
@@ -139,7 +139,7 @@ def test_nonfinite_loss_stops_with_iteration_and_term_and_keeps_checkpoint(toy_r
     with pytest.raises(NonFiniteLossError, match=r"loss_probe.*iteration 3.*last\.pt") as err:
         train(tiny(toy_root, "method.name=nonfiniteprobe"), run)
     assert isinstance(err.value, UserError)
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 2  # the last good checkpoint is untouched
     assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
     assert not (run / "metrics.json").exists()
@@ -153,7 +153,7 @@ def test_nonfinite_loss_is_skipped_when_asked(toy_root, tmp_path):
     rows = read_log(tmp_path / "run")
     assert [math.isfinite(float(r["loss_probe"])) for r in rows] == [True, True, False, True]
     # the distiller's parameter trained and stayed finite: the skipped step touched nothing
-    model_state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    model_state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert torch.isfinite(model_state["distiller"]["scale"]) and model_state["distiller"]["scale"] != 1
 
 
@@ -179,7 +179,7 @@ def test_distillation_uses_teacher_and_trains_method_parameters(toy_root, tmp_pa
     # method parameters moved (they are in the optimiser); the teacher file is not rewritten
     from harness.methods import build_distiller
     torch.manual_seed(0)
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert set(state["distiller"]) == set(build_distiller(
         "heteroakd", build_model("deeplabv3_tiny", 10).info, build_model("segformer_tiny", 10).info
     ).state_dict())

@@ -67,7 +67,7 @@ def test_sigkill_then_restart_equals_uninterrupted_run(toy_root, tmp_path):
     child.wait()
     assert child.returncode == -signal.SIGKILL
     assert not (run / "metrics.json").exists()
-    killed_at = torch.load(checkpoint, weights_only=False)["iteration"]
+    killed_at = torch.load(checkpoint, weights_only=True)["iteration"]
     assert 5 <= killed_at < ITERATIONS
 
     done = subprocess.run(command(toy_root, run, 1), env=ENV, capture_output=True, text=True)

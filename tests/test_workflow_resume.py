@@ -60,7 +60,7 @@ def test_killed_job_resumes_from_checkpoint_with_rerun_incomplete(tmp_path: Path
     first.wait()
     assert first.returncode == -signal.SIGKILL, first.stdout.read()[-3000:]
     assert not (run / "metrics.json").exists()
-    killed_at = torch.load(checkpoint, weights_only=False)["iteration"]
+    killed_at = torch.load(checkpoint, weights_only=True)["iteration"]
     assert CHECKPOINT_EVERY <= killed_at < ITERATIONS
 
     unlock = subprocess.run([SNAKEMAKE, "--unlock", "--configfile", "cfg.yaml"], cwd=tmp_path,

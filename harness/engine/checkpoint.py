@@ -7,6 +7,8 @@ rows, so that a resumed run on CPU reproduces the uninterrupted one exactly.
 """
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,11 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 RESUME_MAY_DIFFER = ("train.threads", "data.workers", "train.log_every")
 
 
+#: what :func:`load_checkpoint` needs in a file before the engine reads it
+RESUME_KEYS = frozenset({"config", "iteration", "student", "distiller", "optimizer", "rng", "best",
+                         "log_rows", "skipped_batches", "wall_time_s", "train_time_s"})
+
+
 def checkpoint_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / CHECKPOINT
 
@@ -30,16 +37,32 @@ def save_checkpoint(out_dir: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(out_dir: str | Path) -> dict[str, Any] | None:
-    """The saved state, or None when the run has none yet."""
+    """The saved state, or None when the run has none yet.
+
+    Read with ``weights_only=True``: the file holds tensors and plain values only (see
+    :func:`~harness.engine.seeding.rng_state`), and a file that asks the unpickler for anything
+    else (a class, a function call) is refused without running it. Run folders are shared and
+    copied between people; nothing in one may execute code.
+    """
     path = checkpoint_path(out_dir)
     if not path.is_file():
         return None
     try:
-        # Our own file (it holds python/numpy RNG states, which weights_only refuses).
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # torch warns about pickles it will refuse anyway
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"resume checkpoint {path} holds objects other than tensors and "
+                              f"plain values, which this version never writes, so it was not "
+                              f"loaded; delete it to start the run from scratch") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
         raise CheckpointError(f"resume checkpoint {path} cannot be read ({err.__class__.__name__}); "
                               f"delete it to start the run from scratch") from None
+    missing = sorted(RESUME_KEYS - set(state)) if isinstance(state, dict) else sorted(RESUME_KEYS)
+    if missing:
+        raise CheckpointError(f"resume checkpoint {path} is not a run state of this harness (it "
+                              f"lacks {', '.join(missing)}); delete it to start the run from scratch")
+    return state
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -97,10 +97,16 @@ def worker_init_fn(worker_id: int) -> None:
 
 
 def rng_state(cuda: bool = True) -> dict[str, Any]:
-    """The process's RNG states (for a checkpoint; ``cuda=False``: CPU-side generators only)."""
+    """The process's RNG states (for a checkpoint; ``cuda=False``: CPU-side generators only).
+
+    Every value is a tuple, an int, a float, None or a tensor, so that a checkpoint holding it
+    loads with ``torch.load(weights_only=True)`` (numpy's key array is stored as a tensor).
+    """
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                  float(cached_gaussian)),
         "torch": torch.get_rng_state(),
     }
     if cuda and torch.cuda.is_available():
@@ -111,7 +117,9 @@ def rng_state(cuda: bool = True) -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), position,
+                         has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +40,10 @@ def _short_list(keys: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a safetensors or torch (.pth/.pt) state dict; unwraps {"state_dict": ...}/{"model": ...}."""
     file = Path(path)
@@ -47,11 +53,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         if file.suffix == ".safetensors":
             state = load_file(str(file))
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, ValueError) as err:
-        raise CheckpointError(f"pretrained file {file} cannot be read ({err}); pass a safetensors "
-                              f"or torch state-dict file") from None
+        else:  # weights_only: a pickle that asks for anything but tensors is refused unexecuted
+            with warnings.catch_warnings():  # torch warns about pickles it will refuse anyway
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"pretrained file {file} holds objects other than tensors and plain "
+                              f"values, so it was not loaded; save the weights with "
+                              f"torch.save(model.state_dict(), ...) or as safetensors") from None
+    except Exception as err:  # noqa: BLE001 - truncated zip, EOF, bad header: same advice
+        raise CheckpointError(f"pretrained file {file} cannot be read ({err.__class__.__name__}: "
+                              f"{_first_line(err)}); pass a safetensors or torch state-dict file") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -125,6 +137,27 @@ def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
                       {"name": model.info.name, "num_classes": model.info.num_classes, **metadata})
 
 
+def read_model_config(config_file: Path) -> dict:
+    """``config.json`` of a saved model: a mapping whose ``name`` is a string and whose
+    ``num_classes`` is a positive integer; anything else is one CheckpointError naming the file."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{config_file} is not a valid model config ({err.__class__.__name__}"
+                              f"); re-save the model with harness.models.save_model") from None
+    problem = None
+    if not isinstance(config, dict):
+        problem = f"it holds a {type(config).__name__}, not a mapping"
+    elif not isinstance(config.get("name"), str) or not config["name"]:
+        problem = f"'name' must be a model name (a string), got {config.get('name')!r}"
+    elif type(config.get("num_classes")) is not int or config["num_classes"] < 1:
+        problem = f"'num_classes' must be a positive integer, got {config.get('num_classes')!r}"
+    if problem:
+        raise CheckpointError(f"{config_file} is not a valid model config ({problem}); re-save the "
+                              f"model with harness.models.save_model")
+    return config
+
+
 def load_model(folder: str | Path, *, expect_name: str | None = None,
                expect_num_classes: int | None = None, expect_dataset: str | None = None,
                builder: Callable[[str, int], SegModel] | None = None) -> tuple[SegModel, dict]:
@@ -137,12 +170,8 @@ def load_model(folder: str | Path, *, expect_name: str | None = None,
         if not file.is_file():
             raise CheckpointError(f"model checkpoint file {file} does not exist; pass a folder "
                                   f"written by training (it holds {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        config = json.loads(config_file.read_text())
-        name, num_classes = config["name"], int(config["num_classes"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_file} is not a valid model config ({err!r}); re-save the "
-                              f"model with harness.models.save_model") from None
+    config = read_model_config(config_file)
+    name, num_classes = config["name"], config["num_classes"]
     if expect_name is not None and name != expect_name:
         raise CheckpointError(f"checkpoint {folder} is a {name!r} model but {expect_name!r} was "
                               f"requested; point to a {expect_name} checkpoint or change the model name")
