@@ -47,14 +47,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from harness.data import DATASETS, build_dataset, check_dataset
     from harness.engine import provenance
     from harness.engine.evaluate import evaluate
-    from harness.engine.prepare import check_out_dir, resolve_teacher_folder
+    from harness.engine.prepare import resolve_teacher_folder
     from harness.errors import ConfigError
-    from harness.io import atomic_write_json
+    from harness.io import atomic_write_json, check_writable_dir
     from harness.models import load_model
     from harness.registry import UnknownNameError
 
     out = Path(args.out)
-    check_out_dir(out.parent)
+    check_writable_dir(out.parent)
     if args.max_images is not None and args.max_images < 1:
         raise UserError(f"--max-images must be >= 1, got {args.max_images}")
     try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -19,6 +20,7 @@ from harness.engine.checkpoint import check_resumable, checkpoint_path, load_che
 from harness.engine.provenance import sha256_of
 from harness.engine.seeding import side_stream
 from harness.errors import ConfigError, UserError
+from harness.io import check_writable_dir
 from harness.registry import UnknownNameError
 
 
@@ -35,14 +37,53 @@ class RunInputs:
     resume_state: dict[str, Any] | None
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Fail early, without creating anything, when ``out_dir`` cannot be created or written."""
-    probe = out_dir.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"output folder {out_dir} cannot be written ({probe} is not a writable "
-                        f"folder); choose another --out")
+#: folders of a run that training writes into (besides the run folder itself)
+RUN_SUBFOLDERS = ("checkpoints", "model")
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """:func:`~harness.io.check_writable_dir`, and every folder of an existing run that training writes into
+    (``checkpoints/``, ``model/``) is a writable folder: found now, not at the first checkpoint."""
+    check_writable_dir(out_dir)
+    for folder in (out_dir, *(out_dir / name for name in RUN_SUBFOLDERS)):
+        if folder.exists() and (not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK)):
+            raise UserError(f"{folder} cannot be written (it is not a writable folder); make it "
+                            f"writable (chmod u+w) or choose another --out")
+
+
+def single_value_batchnorms(model: nn.Module, crop: tuple[int, int]) -> list[str]:
+    """Names of the BatchNorm layers that see one value per channel for a one-image batch at
+    ``crop`` (after a global pooling: DeepLabV3's ASPP image pool, PSPNet's 1x1 bin).
+
+    Found by one forward pass in eval mode (no statistic or RNG changes) with hooks on every
+    BatchNorm; in training such a layer cannot normalise (torch raises).
+    """
+    found: list[str] = []
+    hooks = [module.register_forward_pre_hook(
+                lambda _m, args, name=name: found.append(name) if args[0][0, 0].numel() == 1 else None)
+             for name, module in model.named_modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *crop))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+def check_batch_of_one(config: RunConfig, student: nn.Module, per_rank: int) -> None:
+    """A per-process batch of one trains only a model with no BatchNorm after a global pooling."""
+    if per_rank != 1:
+        return
+    layers = single_value_batchnorms(student, tuple(config.data.crop))
+    if layers:
+        raise ConfigError(
+            f"model {config.model.student} cannot train on one image per process: its BatchNorm "
+            f"layer {layers[0]} sees a 1x1 pooled map, so one value per channel; set "
+            f"data.batch_size to at least 2 per process")
 
 
 def _named(kind: str, key: str, build: Any) -> Any:
@@ -92,7 +133,7 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
     from harness.methods import METHODS, build_distiller
     from harness.models import MODELS, build_model, load_model
 
-    check_out_dir(out_dir)
+    check_run_folder(out_dir)
     data, model = config.data, config.model
     dataset_cls = _named("dataset", "data.name", lambda: DATASETS.get(data.name))
     _named("model", "model.student", lambda: MODELS.get(model.student))
@@ -112,6 +153,7 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
         raise ConfigError(f"method {config.method.name!r} needs a teacher; set model.teacher "
                           f"and model.teacher_checkpoint (a trained teacher's run folder)")
     student = build_model(model.student, num_classes, pretrained=model.pretrained)
+    check_batch_of_one(config, student, data.batch_size // world_size)
     teacher, teacher_record = None, None
     if method_cls.needs_teacher:
         folder = resolve_teacher_folder(model.teacher_checkpoint)

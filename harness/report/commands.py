@@ -23,9 +23,9 @@ def _out_csv(path: str) -> Path:
     out = Path(path)
     if out.suffix != ".csv":
         raise ConfigError(f"--out {out} must end in .csv (the figure/markdown is written beside it)")
-    from harness.io import ensure_writable_dir
+    from harness.io import check_writable_dir
 
-    ensure_writable_dir(out.parent)
+    check_writable_dir(out.parent)
     return out
 
 
