@@ -36,8 +36,25 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+_TAG = re.compile(r"tag '([^']+)'")
+
+
+def _yaml(text: str, what: str, fix: str) -> Any:
+    """Parse ``text`` (``what``: e.g. "config file X"); a syntax error or a YAML tag is one
+    ConfigError. Tags (``!!python/...``) are refused by the safe loader and never constructed."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.constructor.ConstructorError as err:
+        found = _TAG.search(str(err.problem or ""))
+        tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "a tag"
+        where = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
+        raise ConfigError(f"{what} uses the YAML tag {tag}{where}; tags are not allowed in a "
+                          f"config: write plain values (numbers, strings, lists, mappings)") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or err.__class__.__name__
+        raise ConfigError(f"{what} is not valid YAML ({problem}{where}); {fix}") from None
 
 
 @dataclass(frozen=True)
@@ -196,7 +213,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), _yaml(raw) if raw.strip() else None
+    if not raw.strip():
+        return key.strip().split("."), None
+    return key.strip().split("."), _yaml(raw, f"the value of --set {text!r}",
+                                          "quote it, and close every bracket and quote")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -219,9 +239,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist; pass an existing --config FILE")
         try:
-            data = _yaml(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {file} is not valid YAML ({err.__class__.__name__}); fix its syntax") from None
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {file} is not UTF-8 text (byte {err.start}); save it "
+                              f"as UTF-8") from None
+        data = _yaml(text, f"config file {file}", "fix its syntax") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
     data = apply_overrides(data, overrides or [])
