@@ -1,6 +1,8 @@
 """The published figures in ``results/recorded/``: loaded and validated before any use."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 
@@ -12,6 +14,31 @@ COLUMNS = ("dataset", "split", "teacher", "student", "method", "miou", "source",
 SPLITS = ("train", "val", "test")
 
 
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The data rows of the CSV at ``path``: UTF-8, the header exactly :data:`COLUMNS`, every row
+    with that many fields (a stray comma or an unclosed quote is named by its line). Returns
+    (line number, fields) per data row."""
+    if not path.is_file():
+        raise DataError(f"recorded results {path} do not exist; restore results/recorded/published_results.csv")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        rows = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as err:
+        raise DataError(f"{path} line {reader.line_num}: {err}; fix the quoting of that row") from None
+    if not rows or tuple(rows[0][1]) != COLUMNS:
+        header = rows[0][1] if rows else []
+        raise DataError(f"{path} has columns {header}; expected exactly {list(COLUMNS)}")
+    for line, row in rows[1:]:
+        if len(row) != len(COLUMNS):
+            raise DataError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)} "
+                            f"({', '.join(COLUMNS)}); quote a value that holds a comma")
+    return rows[1:]
+
+
 def load_recorded(path: str | Path) -> pd.DataFrame:
     """Published results as a DataFrame (``teacher`` "" when none); refuses a malformed file.
 
@@ -19,13 +46,9 @@ def load_recorded(path: str | Path) -> pd.DataFrame:
     dataset/student/method present, no duplicate (dataset, split, teacher, student, method).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"recorded results {path} do not exist; restore results/recorded/published_results.csv")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if tuple(frame.columns) != COLUMNS:
-        raise DataError(f"{path} has columns {list(frame.columns)}; expected exactly {list(COLUMNS)}")
-    for i, row in frame.iterrows():
-        line = i + 2  # 1-based, after the header
+    numbered = _read_rows(path)
+    frame = pd.DataFrame([row for _, row in numbered], columns=list(COLUMNS), dtype=str)
+    for (line, _), (_, row) in zip(numbered, frame.iterrows()):
         for key in ("dataset", "student", "method", "source"):
             if not row[key].strip():
                 raise DataError(f"{path} line {line}: empty {key}; every published figure needs one")
