@@ -51,17 +51,19 @@ def build_dataset(
     return cls(root, split, transform=transform, max_images=max_images)
 
 
-def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ...] | None = None) -> None:
-    """Check layout and image/label pairing of ``splits`` (default: train and val) up front.
+def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ...] | None = None,
+                  *, read_all: bool = False, progress: bool = False) -> None:
+    """Check ``splits`` (default: train and val) of ``name`` under ``root``.
 
-    Fast: lists every file, opens only the first few pairs of each split (size, label values).
-    Raises :class:`DataError` naming the bad file or folder and the expected layout.
-    ``toycity`` is generated first if the folder does not hold it yet.
+    Default, before training: layout, pairing and the header of every file (sizes, modes), the
+    first pairs read whole. ``read_all`` (``data check``): every file read and checked whole
+    (``progress``: a bar per split). Raises :class:`DataError` naming the bad file or folder and
+    the expected layout. ``toycity`` is generated first if the folder does not hold it yet.
     """
     cls = dataset_class(name)
     cls.ensure(Path(root))
     for split in splits or cls.default_splits:
-        count = cls.check(Path(root), split)
+        count = cls.check(Path(root), split, read_all=read_all, progress=progress)
         log.info("%s %s: %d image/label pairs under %s", name, split, count, root)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from harness.data import DATASETS, check_dataset, dataset_class, prepare_dataset
 from harness.data.toycity import ToyCityParams, read_manifest
@@ -26,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--width", type=int, help=f"toycity image width (default {defaults.width})")
     prepare.set_defaults(func=run_prepare)
 
-    check = actions.add_parser("check", help="check layout, pairing and the first files of a split")
+    check = actions.add_parser(
+        "check", help="read and check every file of a split (layout, pairing, decoding, sizes, "
+        "label values)", description="Reads every image and label of the splits (on a few threads, "
+        "with a progress bar on a terminal); the first bad file is named in one line, exit 2.")
     check.add_argument("name", choices=names)
     check.add_argument("--root", required=True, help="dataset folder")
     check.add_argument("--split", action="append", help="split to check (repeatable; default train and val)")
@@ -49,6 +53,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     cls = dataset_class(args.name)
-    check_dataset(args.name, args.root, args.split)
+    check_dataset(args.name, args.root, args.split, read_all=True, progress=sys.stderr.isatty())
     log.info("%s at %s is fine (%d classes)", args.name, args.root, cls.num_classes)
     return 0

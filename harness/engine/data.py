@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
+from harness.errors import UserError
 from harness.engine.seeding import rng_state, sample_seed, seed_sample, set_rng_state, worker_init_fn
 
 
@@ -65,15 +66,46 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
+def worker_error(err: UserError) -> UserError:
+    """The user's one line out of an error a DataLoader worker raised.
+
+    torch re-raises a worker's exception in the main process as the same class, its message
+    replaced by "Caught X in DataLoader worker process N" and the worker's traceback; the
+    traceback's last line holds the original message (e.g. the bad file's name).
+    """
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[0].startswith("Caught "):
+        return err
+    prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
+    message = lines[-1][len(prefix):] if lines[-1].startswith(prefix) else lines[-1]
+    return type(err)(message)
+
+
+class OneLineErrorLoader(DataLoader):
+    """A DataLoader whose workers' :class:`UserError` s (a corrupt file met mid-training) reach
+    the user as their one line, not as a worker traceback."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except UserError as err:
+                raise worker_error(err) from None
+            yield batch
+
+
 def build_train_loader(dataset: Dataset, *, batch_size: int, workers: int, seed: int, rank: int,
-                       world_size: int, pin_memory: bool) -> tuple[DataLoader, ResumableSampler]:
+                       world_size: int, pin_memory: bool) -> tuple[OneLineErrorLoader, ResumableSampler]:
     """A DataLoader of per-rank batches (``batch_size`` is per rank) and its sampler.
 
     Batches are full (drop_last) so that BatchNorm never sees a batch of one. Workers persist
     across epochs (no re-spawn cost per epoch); pinned memory only helps a CUDA copy.
     """
     sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, seed=seed)
-    loader = DataLoader(
+    loader = OneLineErrorLoader(
         SeededSamples(dataset),
         batch_size=batch_size,
         sampler=sampler,
