@@ -64,7 +64,7 @@ class DataConfig:
     crop: tuple[int, int] = (64, 128)  # (H, W) training crop
     batch_size: int = 8  # total over all processes
     workers: int = 2
-    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale (protocol.md)
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale (docs/protocol.md §cirkd)
     flip: bool = True
     train_split: str = "train"
     val_split: str = "val"

@@ -1,4 +1,5 @@
-"""Writers of tiny datasets in exactly the real on-disk layouts (protocol.md), for the data tests.
+"""Writers of tiny datasets in exactly the real on-disk layouts (docs/protocol.md §Datasets),
+for the data tests.
 
 Every writer fills its label maps from a known sequence of raw values (one value per column, in a
 repeating cycle) so a test can compute the expected train ids by hand. Sizes are (H, W) = (16, 32).

@@ -27,7 +27,8 @@ def info(name: str, last: int, classes: int = 3) -> ModelInfo:
 
 
 def loop_omni_contrast(gen, feat_t, tau, groups, pool, patch):
-    """Anchor by anchor, straight from methods.md (crop to whole patches, drop extra channels)."""
+    """Anchor by anchor, straight from docs/methods.md §Af-DCD (crop to whole patches, drop
+    extra channels)."""
     if pool > 1:
         window = (min(pool, gen.shape[-2]), min(pool, gen.shape[-1]))
         gen, feat_t = F.max_pool2d(gen, window), F.max_pool2d(feat_t, window)

@@ -23,7 +23,7 @@ from harness.bench.step import Precision, build_optimizer
 from harness.bench.timing import median_seconds
 from harness.engine.task_loss import task_losses
 
-#: the real datasets of the paper grid (protocol.md)
+#: the real datasets of the paper grid (docs/protocol.md §The paper grid)
 PAPER_DATASETS = ("cityscapes", "voc", "ade20k")
 
 

@@ -1,6 +1,6 @@
 """ADE20K (ADEChallengeData2016, SceneParsing benchmark), 150 classes.
 
-Layout (protocol.md)::
+Layout (docs/protocol.md §Datasets)::
 
     ROOT/images/{training,validation}/<stem>.jpg
     ROOT/annotations/{training,validation}/<stem>.png   0 = other/unlabelled, 1..150 = classes

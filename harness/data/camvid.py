@@ -1,6 +1,6 @@
 """CamVid (the SegNet 11-class version, 360 x 480).
 
-Layout (protocol.md)::
+Layout (docs/protocol.md §Datasets)::
 
     ROOT/{train,val,test}/<stem>.png
     ROOT/{train,val,test}annot/<stem>.png   0..10 classes, 11 = void (ignored)

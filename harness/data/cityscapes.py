@@ -1,6 +1,6 @@
 """Cityscapes (fine annotations): 19 train ids from the 34 labelIds, everything else ignored.
 
-Layout (protocol.md)::
+Layout (docs/protocol.md §Datasets)::
 
     ROOT/leftImg8bit/{train,val}/<city>/<stem>_leftImg8bit.png
     ROOT/gtFine/{train,val}/<city>/<stem>_gtFine_labelIds.png      (raw ids 0..33, 255 = ignore)

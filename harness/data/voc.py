@@ -1,6 +1,6 @@
 """Pascal VOC 2012 with the SBD augmented training set ("train_aug"), 21 classes.
 
-Layout (protocol.md)::
+Layout (docs/protocol.md §Datasets)::
 
     ROOT/JPEGImages/<id>.jpg
     ROOT/SegmentationClassAug/<id>.png            labels of train_aug (single-channel indices)

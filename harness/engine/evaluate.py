@@ -1,5 +1,5 @@
 """Evaluation: whole image, single scale, logits upsampled to the label size, and one
-dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy (protocol.md)."""
+dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy (docs/protocol.md §cirkd)."""
 from __future__ import annotations
 
 import contextlib

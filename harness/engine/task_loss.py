@@ -1,4 +1,4 @@
-"""The task loss every method shares (methods.md, "Task loss"): computed by the engine."""
+"""The task loss every method shares (docs/methods.md §Task loss): computed by the engine."""
 from __future__ import annotations
 
 import torch

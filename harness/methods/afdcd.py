@@ -2,7 +2,7 @@
 
 Fan et al., "Augmentation-free Dense Contrastive Knowledge Distillation for Efficient Semantic
 Segmentation", NeurIPS 2023 (reference code OSVAI/Af-DCD, ``losses/ocmgd.py``). The math is
-``methods.md`` section "Af-DCD".
+``docs/methods.md §Af-DCD``.
 
 Terms (already weighted) on the last backbone stage (``SegOutput.features[-1]``, "c4") of both
 models, the teacher's map resized (bilinear) to the student's grid:
@@ -164,7 +164,7 @@ class AfDCD(Distiller):
     Options = AfDCDOptions
     max_grad_norm = 15.0  # Af-DCD clips the loss-module grad-norm at 15
     presets: dict[str, dict[str, Any]] = {
-        # (lambda_fd, lambda_ctr, lambda_kd) from the Af-DCD scripts / methods.md
+        # (lambda_fd, lambda_ctr, lambda_kd) from the Af-DCD scripts (docs/methods.md §Af-DCD)
         "cityscapes": {"lambda_fd": 2e-6, "lambda_ctr": 5e-3, "lambda_kd": 1.0},
         "ade20k": {"lambda_fd": 1e-6, "lambda_ctr": 0.04, "lambda_kd": 0.5},
         "voc": {"lambda_fd": 1e-6, "lambda_ctr": 5e-3, "lambda_kd": 1.0},

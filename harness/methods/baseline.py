@@ -1,6 +1,6 @@
 """Baseline: the student trained on the task loss alone (no teacher, no distillation term).
 
-methods.md, "Task loss (all methods)": the engine computes ``loss_task`` (and ``loss_aux``);
+docs/methods.md §Task loss: the engine computes ``loss_task`` (and ``loss_aux``);
 this method adds nothing, so a baseline run and a distillation run differ only in the terms
 their distiller returns.
 """
@@ -17,7 +17,7 @@ from harness.models.base import SegOutput
 
 @dataclass(frozen=True)
 class Options(BaseOptions):
-    """No options: the task loss is configured in the engine (methods.md, "Task loss")."""
+    """No options: the task loss is configured in the engine (docs/methods.md §Task loss)."""
 
 
 @METHODS.register("baseline")

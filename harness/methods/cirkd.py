@@ -1,7 +1,7 @@
 """CIRKD: cross-image relational knowledge distillation.
 
 Yang et al., "Cross-Image Relational Knowledge Distillation for Semantic Segmentation",
-CVPR 2022 (reference code winycg/CIRKD v1). The math is ``methods.md`` section "CIRKD".
+CVPR 2022 (reference code winycg/CIRKD v1). The math is ``docs/methods.md §CIRKD``.
 
 Terms (already weighted), all on the head feature after ASPP/PSP (``SegOutput.decoder_feature``),
 L2-normalised over channels, teacher resized to the student's grid:
@@ -73,7 +73,7 @@ from harness.models.base import ModelInfo, SegOutput
 
 @dataclass(frozen=True)
 class CIRKDOptions(Options):
-    lambda_kd: float = 1.0  # CIRKD train script --lambda-kd 1.0 (methods.md)
+    lambda_kd: float = 1.0  # CIRKD train script --lambda-kd 1.0 (docs/methods.md §CIRKD)
     kd_temperature: float = 1.0  # CIRKD --kd-temperature 1.0
     lambda_p2p_batch: float = 1.0  # CIRKD --lambda-minibatch-pixel 1.0
     lambda_pixel_memory: float = 0.1  # CIRKD --lambda-memory-pixel 0.1 (VOC 0.01)

@@ -1,7 +1,8 @@
 """Pieces several methods share; each lives here once.
 
 Every softmax / KL / similarity of a loss is computed in float32, also under autocast
-(methods.md): :func:`fp32` casts, :func:`loss_precision` disables autocast for a block.
+(docs/methods.md §Conventions): :func:`fp32` casts, :func:`loss_precision` disables autocast
+for a block.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """CWD: channel-wise knowledge distillation (Shu et al., "Channel-wise Knowledge Distillation
 for Dense Prediction", ICCV 2021).
 
-methods.md, section "CWD": for each channel ``c`` of a map ``X`` a softmax over the ``H*W``
+docs/methods.md §CWD: for each channel ``c`` of a map ``X`` a softmax over the ``H*W``
 positions of ``X_c / tau``;
 ``L = tau^2 / (B*C) * sum_{b,c} sum_hw p_t (log p_t - log p_s)``.
 Applied to the final logits and, optionally, to the decoder feature (the head feature after
@@ -30,7 +30,7 @@ from harness.models.base import ModelInfo, SegOutput
 
 @dataclass(frozen=True)
 class Options(BaseOptions):
-    tau: float = 4.0  # CIRKD codebase (methods.md CWD)
+    tau: float = 4.0  # CIRKD codebase (docs/methods.md §CWD)
     logits_weight: float = 3.0  # CIRKD codebase
     feature_weight: float = 50.0  # CIRKD codebase, head feature; 0 disables the feature term
 

@@ -1,8 +1,8 @@
 """HeteroAKD: heterogeneous architecture knowledge distillation for semantic segmentation
 (the seed paper, AAAI 2025: "... from a heterogeneous perspective").
 
-methods.md, section "HeteroAKD". The paper's text and code are not available; this is the
-form reconstructed in methods.md, with every open choice a named option:
+docs/methods.md §HeteroAKD. The paper's text and code are not available; this is the
+form reconstructed in docs/methods.md, with every open choice a named option:
 
 1. Projection. For each selected stage pair ``i`` one projector per side maps the stage
    feature into the K-class logits space: ``Z^i = P^i(F^i)``, ``P`` = ``mlp``
@@ -20,9 +20,9 @@ form reconstructed in methods.md, with every open choice a named option:
    quantities (no gradient flows through the weights).
 4. ``L_hakd``, mean over non-ignored pixels, with ``w = K*W`` on the class axis and
    ``w = N_b*W`` on the space axis (``N_b`` = non-ignored positions of image ``b``): the
-   factor that makes uniform weights 1 (methods.md states ``K`` for the class axis; the
-   space-axis factor is our reading). How ``w`` enters is ``kem_form`` (methods.md step 4),
-   with ``p_h = softmax(Z_h/T)``:
+   factor that makes uniform weights 1 (docs/methods.md states ``K`` for the class axis; the
+   space-axis factor is our reading). How ``w`` enters is ``kem_form``
+   (docs/methods.md §HeteroAKD step 4), with ``p_h = softmax(Z_h/T)``:
 
    - ``target``: ``sum_c w_c * p_h,c * (-log_softmax(Z_s/T)_c)``; the weights reshape the
      soft target.
@@ -32,10 +32,10 @@ form reconstructed in methods.md, with every open choice a named option:
      distillation, the form of the per-class BCE reliability.
 
    KEM off (``w = 1``) makes ``target`` and ``pixel`` plain soft cross-entropy and ``binary``
-   the unweighted sum of per-class BCEs, on either axis. No ``T^2`` factor (methods.md's
+   the unweighted sum of per-class BCEs, on either axis. No ``T^2`` factor (docs/methods.md's
    formula has none).
 
-Total: ``lambda1 * L_kd`` (pixel KD on the final logits, methods.md "KD", key ``loss_kd``)
+Total: ``lambda1 * L_kd`` (pixel KD on the final logits, docs/methods.md §KD, key ``loss_kd``)
 ``+ lambda2 * L_hakd`` (key ``loss_hakd``) ``+ proj_ce_weight * L_proj`` (key ``loss_proj``).
 
 Several stages: ``stages`` (student) and ``teacher_stages`` (default: the same indices) are
@@ -69,20 +69,20 @@ KEM_FORMS = ("target", "pixel", "binary")
 
 @dataclass(frozen=True)
 class Options(BaseOptions):
-    stages: tuple[int, ...] = (-1,)  # methods.md: last encoder stage of each side
+    stages: tuple[int, ...] = (-1,)  # docs/methods.md §HeteroAKD: last encoder stage of each side
     teacher_stages: tuple[int, ...] | None = None  # None: the same indices as `stages`
-    projector: str = "mlp"  # methods.md: mlp (default) | conv_bn_relu
+    projector: str = "mlp"  # docs/methods.md §HeteroAKD: mlp (default) | conv_bn_relu
     hidden: int = 256  # D of the mlp projector: not stated anywhere; a usual seg-head width
-    proj_ce_weight: float = 1.0  # methods.md step 1
-    reliability: str = "bce"  # methods.md step 2: bce (default) | ce
-    kmm: bool = True  # methods.md step 2 (ablation switch)
-    kem: bool = True  # methods.md step 3 (ablation switch)
-    kem_axis: str = "class"  # methods.md step 3: class (default) | space
-    kem_form: str = "target"  # methods.md step 4: target (default) | pixel | binary
-    temperature: float = 1.0  # methods.md step 4: T = 1
-    lambda1: float = 0.1  # methods.md: one secondary source
-    lambda2: float = 1.0  # methods.md: not found; the sensitivity grid locates it
-    kd_temperature: float = 1.0  # L_kd is the pixel KD of methods.md "KD" (T = 1)
+    proj_ce_weight: float = 1.0  # docs/methods.md §HeteroAKD step 1
+    reliability: str = "bce"  # docs/methods.md §HeteroAKD step 2: bce (default) | ce
+    kmm: bool = True  # docs/methods.md §HeteroAKD step 2 (ablation switch)
+    kem: bool = True  # docs/methods.md §HeteroAKD step 3 (ablation switch)
+    kem_axis: str = "class"  # docs/methods.md §HeteroAKD step 3: class (default) | space
+    kem_form: str = "target"  # docs/methods.md §HeteroAKD step 4: target (default) | pixel | binary
+    temperature: float = 1.0  # docs/methods.md §HeteroAKD step 4: T = 1
+    lambda1: float = 0.1  # docs/methods.md §HeteroAKD: one secondary source
+    lambda2: float = 1.0  # docs/methods.md §HeteroAKD: not found; the sensitivity grid locates it
+    kd_temperature: float = 1.0  # L_kd is the pixel KD of docs/methods.md §KD (T = 1)
     kd_ignore_aware: bool = False  # ... with the references' all-pixel reduction
     eps: float = 1e-6  # keeps S_t defined when H_t = H_s = 0
 

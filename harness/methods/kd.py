@@ -1,7 +1,7 @@
 """KD: pixel-wise logit distillation (Hinton et al., "Distilling the Knowledge in a Neural
 Network", 2015), in the form used by the CIRKD and Af-DCD codebases.
 
-methods.md, section "KD": ``L_kd = T^2 / N * sum_pixels KL(p_t || p_s)`` on the student's
+docs/methods.md §KD: ``L_kd = T^2 / N * sum_pixels KL(p_t || p_s)`` on the student's
 native-resolution logits, the teacher's logits bilinearly resized to the student's grid.
 The references take ``N`` = every pixel of that map, ignored ones included; that stays the
 default, and ``ignore_aware=True`` averages over non-ignored pixels only (labels
@@ -22,9 +22,9 @@ from harness.models.base import SegOutput
 
 @dataclass(frozen=True)
 class Options(BaseOptions):
-    temperature: float = 1.0  # methods.md KD: T = 1 (CIRKD and Af-DCD defaults)
-    weight: float = 1.0  # methods.md KD: 1.0 (Af-DCD uses 0.5 on ADE20K / COCO-Stuff)
-    ignore_aware: bool = False  # methods.md KD: references average over all pixels
+    temperature: float = 1.0  # docs/methods.md §KD: T = 1 (CIRKD and Af-DCD defaults)
+    weight: float = 1.0  # docs/methods.md §KD: 1.0 (Af-DCD uses 0.5 on ADE20K / COCO-Stuff)
+    ignore_aware: bool = False  # docs/methods.md §KD: references average over all pixels
 
 
 def kd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float = 1.0,

@@ -1,7 +1,7 @@
 """OFA-KD, dense port (Hao et al., "One-for-All: Bridge the Gap Between Heterogeneous
 Architectures in Knowledge Distillation", NeurIPS 2023). Optional heterogeneous reference.
 
-methods.md, section "OFA-KD". Per selected student stage a head projects the stage feature to
+docs/methods.md §OFA-KD. Per selected student stage a head projects the stage feature to
 class logits; every head, and the student's final logits, imitate the teacher's final logits
 with the OFA loss ``L = -sum_c ((p_t + y)^eps - y) * log p_s`` (``y`` one-hot label, no
 ``T^2``). The classification method pools; this dense port keeps the spatial map and skips
