@@ -115,6 +115,32 @@ def test_cwd_presets_values():
                                                 align_corners=False)
     assert terms["loss_cwd_logits"].item() == pytest.approx(
         5.0 * cwd_loss(out_s.logits, resized_t, 1.0).item(), abs=TOL)
+    segformer = build_distiller("cwd", info, info_t, preset="segformer")
+    assert (segformer.options.logits_weight, segformer.options.feature_weight) == (0.3, 5.0)
+
+
+def _cwd_feature_term(normalize_by: str) -> float:
+    """CWD feature term, tau 1, for C_s = 1 -> C_t = 2 with align weights (1, 2): the student
+    map (0, ln 3) becomes (0, ln 3) and (0, 2 ln 3); the teacher's maps are flat."""
+    student = ModelInfo("s", "cnn", 2, (4,), (8,), 1, 8)
+    teacher = ModelInfo("t", "cnn", 2, (4,), (8,), 2, 8)
+    cwd = build_distiller("cwd", student, teacher, options={
+        "tau": 1.0, "logits_weight": 0.0, "feature_weight": 1.0, "normalize_by": normalize_by})
+    with torch.no_grad():
+        cwd.align.weight.copy_(torch.tensor([1.0, 2.0]).view(2, 1, 1, 1))
+    feat_s = torch.tensor([0.0, math.log(3.0)]).view(1, 1, 1, 2)
+    out_s = SegOutput(torch.zeros(1, 2, 1, 2), [], feat_s)
+    out_t = SegOutput(torch.zeros(1, 2, 1, 2), [], torch.zeros(1, 2, 1, 2))
+    return cwd(out_s, out_t, torch.zeros(1, 8, 16, dtype=torch.long))["loss_cwd_feat"].item()
+
+
+def test_cwd_feature_term_divides_by_student_channels_as_cirkd():
+    # KL((1/2, 1/2) || (1/4, 3/4)) and KL((1/2, 1/2) || (1/10, 9/10)), by hand
+    kl_0 = 0.5 * math.log(2.0) + 0.5 * math.log(2.0 / 3.0)
+    kl_1 = 0.5 * math.log(5.0) + 0.5 * math.log(5.0 / 9.0)
+    # CIRKD losses/cwd.py: sum of KL / (N x C_student) with C_student = 1
+    assert _cwd_feature_term("student") == pytest.approx(kl_0 + kl_1, abs=TOL)
+    assert _cwd_feature_term("teacher") == pytest.approx((kl_0 + kl_1) / 2, abs=TOL)
 
 
 # ---------------------------------------------------------------- HeteroAKD

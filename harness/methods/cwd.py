@@ -7,21 +7,26 @@ positions of ``X_c / tau``;
 Applied to the final logits and, optionally, to the decoder feature (the head feature after
 ASPP / PSP / MLP fuse). Teacher maps are bilinearly resized to the student's grid; where the
 decoder channel counts differ, a 1x1 conv without bias maps student to teacher channels.
+``C`` of the feature term is the student's channel count by default, as CIRKD's
+``losses/cwd.py`` reads it before that conv (``normalize_by="teacher"``: the compared channels).
 
 Presets: ``cirkd`` (the default values; CIRKD codebase: tau 4, weight 3 on logits, 50 on the
-feature) and ``mmrazor`` (logits only, tau 1, weight 5). Unlike the CIRKD codebase's "CWD" row,
-this method adds no KD and no adversarial term (the results tables say so).
+feature), ``segformer`` (CIRKD's SegFormer script: weight 0.3 on logits, 5 on the feature) and
+``mmrazor`` (logits only, tau 1, weight 5). Unlike the CIRKD codebase's "CWD" row, this method
+adds no KD and no adversarial term (the results tables say so; docs/deviations.md).
 Like the references, all positions count, ignored ones included (a spatial softmax has no
 per-pixel label to drop).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.errors import ConfigError
 from harness.methods.base import METHODS, Distiller
 from harness.methods.base import Options as BaseOptions
 from harness.methods.common import conv1x1, fp32, loss_precision, resize_to
@@ -33,20 +38,27 @@ class Options(BaseOptions):
     tau: float = 4.0  # CIRKD codebase (docs/methods.md §CWD)
     logits_weight: float = 3.0  # CIRKD codebase
     feature_weight: float = 50.0  # CIRKD codebase, head feature; 0 disables the feature term
+    # CIRKD losses/cwd.py divides the feature term by B x C_student (shape read before align)
+    normalize_by: Literal["student", "teacher"] = "student"
 
 
-def cwd_loss(map_s: torch.Tensor, map_t: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+NORMALIZE_BY = ("student", "teacher")
+
+
+def cwd_loss(map_s: torch.Tensor, map_t: torch.Tensor, tau: float = 1.0,
+             channels: int | None = None) -> torch.Tensor:
     """Channel-wise spatial-softmax KL, float32.
 
     map_s, map_t: (B, C, H, W) on the same grid and with the same C.
-    Returns ``tau^2 / (B*C) * sum_{b,c} KL(softmax_hw(map_t/tau) || softmax_hw(map_s/tau))``.
+    Returns ``tau^2 / (B*n) * sum_{b,c} KL(softmax_hw(map_t/tau) || softmax_hw(map_s/tau))``
+    with ``n = channels`` (default: C, the mean over the compared channels).
     """
     map_s, map_t = fp32(map_s, map_t)
     b, c = map_s.shape[:2]
     log_p_s = F.log_softmax(map_s.reshape(b * c, -1) / tau, dim=1)
     log_p_t = F.log_softmax(map_t.reshape(b * c, -1) / tau, dim=1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
-    return tau ** 2 * kl / (b * c)
+    return tau ** 2 * kl / (b * (channels or c))
 
 
 @METHODS.register("cwd")
@@ -56,11 +68,16 @@ class CWD(Distiller):
     Options = Options
     presets = {
         "cirkd": {"tau": 4.0, "logits_weight": 3.0, "feature_weight": 50.0},
+        # CIRKD train_cwd.sh, SegFormer B4 -> B0 (--lambda-cwd-logit 0.3 --lambda-cwd-fea 5.)
+        "segformer": {"tau": 4.0, "logits_weight": 0.3, "feature_weight": 5.0},
         "mmrazor": {"tau": 1.0, "logits_weight": 5.0, "feature_weight": 0.0},
     }
 
     def __init__(self, student: ModelInfo, teacher: ModelInfo | None, options: Options) -> None:
         super().__init__(student, teacher, options)
+        if options.normalize_by not in NORMALIZE_BY:
+            raise ConfigError(f"unknown cwd normalize_by {options.normalize_by!r}; "
+                              f"valid: {', '.join(NORMALIZE_BY)}")
         self.align: nn.Module = nn.Identity()
         if options.feature_weight > 0 and student.decoder_channels != teacher.decoder_channels:
             # Shu et al. / CIRKD: 1x1 conv, no bias, student -> teacher channels.
@@ -72,6 +89,7 @@ class CWD(Distiller):
         opts = self.options
         terms: dict[str, torch.Tensor] = {}
         feat_s = self.align(out_s.decoder_feature) if opts.feature_weight > 0 else None
+        channels = (out_s.decoder_feature.shape[1] if opts.normalize_by == "student" else None)
         with loss_precision(out_s.logits.device.type):
             if opts.logits_weight > 0:
                 logits_t = resize_to(out_t.logits.detach().float(), tuple(out_s.logits.shape[-2:]))
@@ -80,5 +98,6 @@ class CWD(Distiller):
             if feat_s is not None:
                 feat_t = resize_to(out_t.decoder_feature.detach().float(),
                                    tuple(feat_s.shape[-2:]))
-                terms["loss_cwd_feat"] = opts.feature_weight * cwd_loss(feat_s, feat_t, opts.tau)
+                terms["loss_cwd_feat"] = opts.feature_weight * cwd_loss(feat_s, feat_t, opts.tau,
+                                                                         channels)
         return terms
