@@ -64,7 +64,8 @@ class DataConfig:
     crop: tuple[int, int] = (64, 128)  # (H, W) training crop
     batch_size: int = 8  # total over all processes
     workers: int = 2
-    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale (docs/protocol.md §cirkd)
+    # random scale (docs/protocol.md §Reference protocol)
+    scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     train_split: str = "train"
     val_split: str = "val"

@@ -64,7 +64,8 @@ class CostConfig:
     amp: str = "auto"
     channels_last: str = "auto"
     clock: str = "wall"  # wall (perf_counter) | cpu (process_time; for a loaded CPU, threads=1)
-    optimizer: str = "auto"  # auto: AdamW for transformers, SGD for CNNs (docs/protocol.md §cirkd)
+    # auto: AdamW for transformers, SGD for CNNs (docs/protocol.md §Reference protocol)
+    optimizer: str = "auto"
     seed: int = 0
     options: dict = field(default_factory=dict)
 

@@ -1,9 +1,9 @@
 """Joint image/label transforms built from torchvision.transforms.v2 with tv_tensors.Image/Mask.
 
-Training (docs/protocol.md §cirkd): random scale in ``scale_range`` (image bilinear, mask
-nearest — v2 resizes a ``tv_tensors.Mask`` with nearest neighbour), normalise, pad
-bottom/right up to the crop (image 0 *after* normalisation, i.e. the mean colour; mask 255 =
-ignore), random crop, horizontal flip. Evaluation: the whole image, normalise only.
+Training (docs/protocol.md §Reference protocol): random scale in ``scale_range`` (image
+bilinear, mask nearest — v2 resizes a ``tv_tensors.Mask`` with nearest neighbour), normalise,
+pad bottom/right up to the crop (image 0 *after* normalisation, i.e. the mean colour; mask
+255 = ignore), random crop, horizontal flip. Evaluation: the whole image, normalise only.
 
 Normalisation: the references subtract BGR means; our encoders are timm/smp ImageNet models, so
 we use their RGB mean/std (recorded in :data:`NORMALIZATION`, which runs record).

@@ -1,5 +1,6 @@
 """Evaluation: whole image, single scale, logits upsampled to the label size, and one
-dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy (docs/protocol.md §cirkd)."""
+dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy
+(docs/protocol.md §Reference protocol)."""
 from __future__ import annotations
 
 import contextlib

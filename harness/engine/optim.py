@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the reference protocol (docs/protocol.md §cirkd)."""
+"""Optimiser and learning-rate schedule (docs/protocol.md §Reference protocol)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
