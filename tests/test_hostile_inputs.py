@@ -282,3 +282,55 @@ def test_atomic_rewrite_keeps_an_existing_files_mode(tmp_path):
     path.chmod(0o640)
     atomic_write_text(path, "new\n")
     assert path.read_text() == "new\n" and stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+# ---- 3. every variant's options checked before any job ------------------------------------------
+
+def workflow_config(tmp_path: Path, edit) -> Path:
+    import yaml
+
+    from harness.workflow.grid import DEFAULT_CONFIG
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    edit(config["datasets"]["toycity"])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def set_option(method, name, value):
+    return lambda toy: toy["methods"][method].setdefault("options", {}).__setitem__(name, value)
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (set_option("heteroakd", "lambda1", "0.1a"),
+     ["datasets.toycity.methods.heteroakd.options.lambda1", "must be a number, got '0.1a'"]),
+    (set_option("kd", "temperature", float("inf")),
+     ["datasets.toycity.methods.kd.options.temperature", "finite number"]),
+    (set_option("heteroakd", "lamda1", 0.5),
+     ["unknown option(s) ['lamda1']", "lambda1", "datasets.toycity.methods.heteroakd.options"]),
+    (lambda toy: toy["sensitivity"].__setitem__("options", {"lambda1": [0.1], "lamda2": [2.0]}),
+     ["unknown option(s) ['lamda2']", "datasets.toycity.sensitivity.options"]),
+    (lambda toy: toy["ablation"].__setitem__("presets", ["full", "no_kmn"]),
+     ["no preset 'no_kmn'", "no_kmm"]),
+])
+def test_grid_check_validates_every_variants_options(tmp_path, capsys, edit, fragments):
+    config = workflow_config(tmp_path, edit)
+    before = listing(tmp_path)
+    refused(["grid", "check", "--config", str(config), "--datasets", "toycity"], capsys, *fragments)
+    assert listing(tmp_path) == before
+
+
+# ---- 7. the recorded figures checked before Snakemake removes a table -----------------------------
+
+def test_grid_check_validates_the_published_figures(tmp_path, capsys):
+    published = tmp_path / "published.csv"
+    published.write_text("dataset,split,teacher,student,method,miou,source,note\n"
+                         "toycity,val,a,b,kd,70,a paper, with a comma,\n")
+    config = workflow_config(tmp_path, lambda toy: None)
+    text = config.read_text().replace("results/recorded/published_results.csv", str(published))
+    config.write_text(text)
+    before = listing(tmp_path)
+    refused(["grid", "check", "--config", str(config), "--datasets", "toycity"], capsys,
+            str(published), "line 2: 9 fields")
+    assert listing(tmp_path) == before

@@ -93,32 +93,37 @@ def _named(kind: str, key: str, build: Any) -> Any:
         raise ConfigError(f"{err}; fix {key} ({kind})") from None
 
 
-def check_method_options(method_cls: Any, preset: str | None, options: dict[str, Any]) -> None:
+def check_method_options(method_cls: Any, preset: str | None, options: dict[str, Any],
+                         key: str = "method", fix: str = "fix it in the config or with --set") -> None:
     """Types and ranges of ``method.options`` against the method's ``Options`` dataclass.
 
-    Each given option must have its declared type (``method.options.<key>`` named in the error);
+    Each given option must have its declared type (``<key>.options.<name>`` named in the error);
     every float option of the resolved options (weights, lambdas, temperatures, eps) must be a
     finite number >= 0: no method has a meaningful negative one, and a negative weight would
     silently turn distillation into anti-distillation. Unknown options or presets are refused
-    with the valid ones listed.
+    with the valid ones listed. ``key`` and ``fix`` say where the values came from (the run
+    config, or a variant of the workflow config).
     """
     options_cls = method_cls.Options
     hints = typing.get_type_hints(options_cls)
-    for key, value in options.items():
-        if key in hints:
-            check_value(value, hints[key], f"method.options.{key}")
+    for name, value in options.items():
+        if name in hints:
+            try:
+                check_value(value, hints[name], f"{key}.options.{name}")
+            except ConfigError as err:
+                raise ConfigError(f"{err}; {fix}") from None
     try:
         resolved = method_cls.make_options(preset, **{k: tuple(v) if isinstance(v, list) else v
                                                       for k, v in options.items()})
     except (TypeError, ValueError) as err:  # unknown option or preset: the message lists valid ones
-        raise ConfigError(f"{err}; fix method.preset / method.options") from None
+        raise ConfigError(f"{err}; fix {key}.preset / {key}.options") from None
     for field in dataclasses.fields(resolved):
         value = getattr(resolved, field.name)
         if hints.get(field.name) is float and (not math.isfinite(value) or value < 0):
-            source = ("method.options" if field.name in options
+            source = (f"{key}.options" if field.name in options
                       else f"preset {preset!r}" if preset else "the method's default")
-            raise ConfigError(f"config key 'method.options.{field.name}' must be a number >= 0, got "
-                              f"{value!r} (from {source}); fix it in the config or with --set")
+            raise ConfigError(f"config key '{key}.options.{field.name}' must be a number >= 0, got "
+                              f"{value!r} (from {source}); {fix}")
 
 
 def resolve_teacher_folder(path: str) -> Path:

@@ -21,6 +21,7 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
         config["scale"] = args.scale
     counts = grid.job_counts(config, datasets)
     grid.check_names(grid.check_config(config), datasets)
+    grid.check_recorded(config)
     width = max(map(len, counts))
     lines = [f"{rule:<{width}}  {n}" for rule, n in counts.items()]
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")

@@ -455,12 +455,28 @@ def check_roots(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
             ) from None
 
 
-def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
-    """Every model, method and preset the datasets' grids name is registered (imports torch).
+def variant_sources(plan: DatasetPlan) -> list[tuple[str, Variant]]:
+    """Every variant the grid trains, with the workflow config key its settings come from:
+    main table, ablation, sensitivity, then any other variant :meth:`DatasetPlan.distill_runs`
+    plans (each once)."""
+    name = plan.name
+    sources = [(f"datasets.{name}.methods.{m}", v) for m, v in plan.main.items()]
+    sources += [(f"datasets.{name}.ablation", v) for v in plan.ablation.values()]
+    sources += [(f"datasets.{name}.sensitivity", v) for _, v in plan.sensitivity]
+    sources += [(f"datasets.{name} (variant {v.name})", v) for _, v in plan.distill_runs()]
+    seen: set[str] = set()
+    return [(key, v) for key, v in sources if not (v.name in seen or seen.add(v.name))]
 
-    Run before the first job (``onstart``) and by ``grid check``, so a typo fails in seconds
-    rather than after hours of other jobs.
+
+def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
+    """Every model, method, preset and method option the datasets' grids name is valid
+    (imports torch): models and methods registered, presets known, each variant's options of
+    the types and ranges the method's ``Options`` declare (what training would refuse).
+
+    Run before the first job (``onstart``) and by ``grid check``, so a typo or a bad value fails
+    in seconds rather than after hours of other jobs.
     """
+    from harness.engine.prepare import check_method_options
     from harness.methods import METHODS
     from harness.models import MODELS
 
@@ -472,8 +488,7 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                     raise ConfigError(
                         f"datasets.{name}.pairs names model {model!r}; valid: {', '.join(MODELS.names())}"
                     )
-        variants = [*plan.main.values(), *plan.ablation.values(), *(v for _, v in plan.sensitivity)]
-        for variant in variants:
+        for key, variant in variant_sources(plan):
             if variant.method not in METHODS:
                 raise ConfigError(
                     f"datasets.{name}.methods names {variant.method!r}, which no file in harness/methods/ "
@@ -485,3 +500,14 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                     f"datasets.{name}: method {variant.method} has no preset {variant.preset!r}; "
                     f"valid: {', '.join(sorted(presets))}"
                 )
+            check_method_options(METHODS.get(variant.method), variant.preset, variant.options_dict,
+                                 key=key, fix="fix it in the workflow config or with --config")
+
+
+def check_recorded(config: dict[str, Any]) -> None:
+    """The published figures (``recorded``) are valid: validated before any job, because
+    Snakemake removes a table before rerunning it and a table job that then fails on a bad row
+    would leave the user with no table at all."""
+    from harness.report.recorded import load_recorded
+
+    load_recorded(config["recorded"])

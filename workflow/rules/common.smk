@@ -127,8 +127,10 @@ def bench_methods(wildcards):
 
 
 onstart:
-    planned = {job.wildcards.get("dataset") for job in workflow.dag.needrun_jobs()}
-    planned = sorted(d for d in planned if d in PLANS)
+    jobs = list(workflow.dag.needrun_jobs())
+    planned = sorted({job.wildcards.get("dataset") for job in jobs} & set(PLANS))
     G.check_names(PLANS, planned)
+    if any(job.rule.name == "table" for job in jobs):
+        G.check_recorded(config)  # before Snakemake removes the table it is about to rebuild
     if config["check_roots"]:
         G.check_roots(PLANS, planned)
