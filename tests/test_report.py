@@ -67,6 +67,10 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
     assert kd.miou_std == pytest.approx(math.sqrt(3.0))  # deviations -2, 1, 1 -> 6 / 2
     assert kd.delta == pytest.approx(3.0)
     assert kd.delta_std == pytest.approx(1.0)  # paired differences 3, 4, 2
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
+    assert (kd.delta_lo, kd.delta_hi) == pytest.approx((3.0 - half, 3.0 + half), abs=1e-5)
+    assert kd.mious == "53.0000 56.0000 56.0000"
+    assert tables.per_seed(kd) == {0: 53.0, 1: 56.0, 2: 56.0}
     assert kd.seeds == "0 1 2" and kd.teacher_miou == 70.0 and kd.kind == "heterogeneous"
     assert (kd.published_miou, kd.published_source) == (60.5, "a paper")
     assert kd.published_teacher_miou == 80.0 and kd.overhead == pytest.approx(1.07)
@@ -74,14 +78,19 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
     assert math.isnan(base.overhead) and math.isnan(base.published_miou)
     # one seed: no std, delta still the difference of means
     assert cwd.n_seeds == 1 and math.isnan(cwd.miou_std) and cwd.delta == pytest.approx(-1.0)
+    assert math.isnan(cwd.delta_lo) and math.isnan(base.delta_lo)
     assert cwd.overhead == pytest.approx(1.21)
     assert cwd.notes == "preset cirkd; terms loss_cwd_logits loss_cwd_feature"
 
     out = tmp_path / "out" / "table_toycity.csv"
-    tables.write_frame(frame, out, md=True)
+    tables.write_frame(frame, out, md=tables.table_markdown(frame))
     back = pd.read_csv(out)
     assert back.miou_std.iloc[1] == pytest.approx(1.7321) and math.isnan(back.miou_std.iloc[2])
-    assert "| baseline" in out.with_suffix(".md").read_text()
+    md = {line.split("|")[5].strip(): [c.strip() for c in line.split("|")[1:-1]]
+          for line in out.with_suffix(".md").read_text().splitlines()[2:5]}
+    # method: mIoU mean +- std, n, the delta with its interval (marked: it excludes 0)
+    assert md["kd"][5:8] == ["55.00 +- 1.73", "3", "+3.00 [+0.52, +5.48] *"]
+    assert md["cwd"][5:8] == ["51.00", "1", "-1.00"] and md["baseline"][7] == ""
 
 
 def test_table_refuses_missing_cells_mixed_settings_and_protocols(tmp_path: Path, grid_runs) -> None:
@@ -124,6 +133,7 @@ def test_ablation_by_hand(tmp_path: Path) -> None:
     assert frame.miou_std.iloc[0] == pytest.approx(math.sqrt(2.0)) and frame.miou_std.iloc[1] == 0.0
     assert list(frame.delta) == [5.0, 3.0, 1.0]  # baseline mean 41
     assert list(frame.delta_vs_full) == [0.0, -2.0, -4.0]
+    assert list(frame.seeds) == ["0 1"] * 3 and frame.mious.iloc[0] == "45.0000 47.0000"
     png = tmp_path / "ablation.png"
     plots.ablation_figure(frame, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""CLI: ``python -m harness report table|ablation|sensitivity|cka|qualitative`` and
+"""CLI: ``python -m harness report table|ablation|sensitivity|claims|cka|qualitative`` and
 ``python -m harness compare TABLE``.
 
 The workflow's report rules call these; each also runs by hand on any set of run folders.
@@ -58,7 +58,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
                                teacher_miou=teacher_miou, split=args.split, recorded=published, cost=cost)
     if args.dataset and (frame.dataset != args.dataset).any():
         raise DataError(f"the runs are of dataset {frame.dataset.iloc[0]}, not --dataset {args.dataset}")
-    tables.write_frame(frame, out, md=True)
+    tables.write_frame(frame, out, md=tables.table_markdown(frame))
     log.info("wrote %s and %s (%d rows)", out, out.with_suffix(".md"), len(frame))
     return 0
 
@@ -92,6 +92,45 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_result(path: str | None, needed: tuple[str, ...], what: str):
+    """A result CSV the claims read (None when not given); refuses one without ``needed``."""
+    import pandas as pd
+
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise DataError(f"{what} {path} does not exist; build it first (snakemake {path})")
+    frame = pd.read_csv(path, dtype={"seeds": str, "mious": str})
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{what} {path} lacks columns {missing}; rebuild it with this version "
+                        f"(snakemake --forcerun {path})")
+    return frame
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    from harness.report import claims as C
+    from harness.report import tables
+
+    out = _out_csv(args.out)
+    spec = C.load_claims(args.claims)
+    seeded = ("teacher", "student", "seeds", "mious")
+    results = C.Results(
+        table=_read_result(args.table, (*seeded, "kind", "method", "teacher_miou", "dataset"),
+                           "table"),
+        ablation=_read_result(args.ablation, (*seeded, "kind", "variant"), "ablation table"),
+        sensitivity=_read_result(args.sensitivity, (*seeded, "axis1", "value1", "axis2",
+                                                    "value2"), "sensitivity table"),
+        cka=_read_result(args.cka, ("seed", "kind", "teacher_stage", "student_stage", "cka"),
+                         "CKA table"),
+    )
+    frame = C.build_claims(results, spec)
+    tables.write_frame(frame, out, md=C.claims_markdown(frame))
+    for claim, rows in frame.groupby("claim", sort=False):
+        log.info("%s: %s", claim, rows.claim_verdict.iloc[0])
+    return 0
+
+
 def _cmd_cka(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -103,12 +142,18 @@ def _cmd_cka(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {png} must end in .png (the CSV is written beside it)")
     _out_csv(str(png.with_suffix(".csv")))
     rows = []
-    for kind, teacher, student in args.pair:
+    for tokens in args.pair:
+        if len(tokens) not in (3, 4) or (len(tokens) == 4 and not tokens[3].isdigit()):
+            raise ConfigError(f"--pair {' '.join(tokens)} must be KIND TEACHER_MODEL "
+                              "STUDENT_MODEL [SEED] (SEED: the student's seed, default 0)")
+        kind, teacher, student = tokens[:3]
+        seed = int(tokens[3]) if len(tokens) == 4 else 0
         name_t, name_s, matrix = pair_cka(teacher, student, args.dataset, args.root, args.split, args.images)
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 rows.append({"dataset": args.dataset, "teacher": name_t, "student": name_s, "kind": kind,
-                             "teacher_stage": i, "student_stage": j, "cka": value, "images": args.images})
+                             "seed": seed, "teacher_stage": i, "student_stage": j, "cka": value,
+                             "images": args.images})
         log.info("%s -> %s (%s): matched-stage CKA %s", name_t, name_s, kind,
                  " ".join(f"{matrix[i][i]:.3f}" for i in range(min(len(matrix), len(matrix[0])))))
     frame = pd.DataFrame(rows)
@@ -183,9 +228,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
     sens.set_defaults(func=_cmd_sensitivity)
 
+    claims = sub.add_parser("claims", help="the seed paper's claims checked against the tables")
+    claims.add_argument("--table", required=True, help="results/table_<dataset>.csv")
+    claims.add_argument("--ablation", default=None, help="results/ablation_<dataset>.csv")
+    claims.add_argument("--sensitivity", default=None, help="results/sensitivity_<dataset>.csv")
+    claims.add_argument("--cka", default=None, help="results/cka_<dataset>.csv")
+    claims.add_argument("--claims", default="results/recorded/published_claims.csv")
+    claims.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
+    claims.set_defaults(func=_cmd_claims)
+
     cka = sub.add_parser("cka", help="linear CKA of teacher/student features by stage (+ figure)")
-    cka.add_argument("--pair", nargs=3, action="append", required=True,
-                     metavar=("KIND", "TEACHER_MODEL", "STUDENT_MODEL"))
+    cka.add_argument("--pair", nargs="+", action="append", required=True,
+                     metavar="KIND TEACHER_MODEL STUDENT_MODEL [SEED]",
+                     help="repeat per pair (and per student seed)")
     cka.add_argument("--dataset", required=True)
     cka.add_argument("--root", required=True)
     cka.add_argument("--split", default="val")

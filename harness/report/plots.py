@@ -98,8 +98,11 @@ def sensitivity_figure(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def cka_figure(frame: pd.DataFrame, path: str | Path) -> None:
-    """Matched-stage CKA (teacher stage i vs student stage i) per pair; kind by line style."""
+    """Matched-stage CKA (teacher stage i vs student stage i) per pair, the mean over student
+    seeds where the frame has several; kind by line style."""
     matched = frame[frame.teacher_stage == frame.student_stage]
+    matched = matched.groupby(["teacher", "student", "kind", "teacher_stage"], sort=False,
+                              as_index=False).cka.mean()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     styles = {"heterogeneous": "-", "homogeneous": "--"}
     for (teacher, student, kind), rows in matched.groupby(["teacher", "student", "kind"], sort=False):
@@ -110,7 +113,9 @@ def cka_figure(frame: pd.DataFrame, path: str | Path) -> None:
     ax.set_ylabel("linear CKA")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(sorted(matched.teacher_stage.unique() + 1))
-    ax.set_title(f"teacher / student feature similarity on {frame.dataset.iloc[0]}")
+    seeds = f", mean of {frame.seed.nunique()} student seeds" if "seed" in frame else ""
+    ax.set_title(f"teacher / student feature similarity on {frame.dataset.iloc[0]}{seeds}",
+                 fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, path)
 

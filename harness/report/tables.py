@@ -2,7 +2,9 @@
 
 Every number is a statistic of ``metrics.json`` files: mean and sample std (ddof=1; empty with one
 seed) of the final-checkpoint mIoU over seeds, and the delta against the student trained alone
-(difference of means; its std is over the seeds both have, paired by seed).
+(difference of means; its std and 95% t-interval are over the seeds both have, paired by seed:
+``harness/report/stats.py``). Each row also keeps its per-seed mIoU (``seeds`` and, aligned with
+it, ``mious``), so later reports (claims) pair rows by seed from the CSV alone.
 """
 from __future__ import annotations
 
@@ -20,19 +22,20 @@ from harness.errors import DataError
 from harness.io import atomic_write_with
 from harness.report import recorded as rec
 from harness.report.runs import RunResult
+from harness.report.stats import paired_interval
 
 TABLE_COLUMNS = [
     "dataset", "teacher", "student", "kind", "method", "protocol", "miou_mean", "miou_std",
-    "n_seeds", "seeds", "delta", "delta_std", "teacher_miou", "published_miou", "published_source",
-    "published_teacher_miou", "overhead", "notes",
+    "n_seeds", "seeds", "mious", "delta", "delta_std", "delta_lo", "delta_hi", "teacher_miou",
+    "published_miou", "published_source", "published_teacher_miou", "overhead", "notes",
 ]
 ABLATION_COLUMNS = [
     "dataset", "teacher", "student", "kind", "method", "variant", "miou_mean", "miou_std",
-    "n_seeds", "baseline_miou", "delta", "delta_vs_full",
+    "n_seeds", "seeds", "mious", "baseline_miou", "delta", "delta_vs_full",
 ]
 SENSITIVITY_COLUMNS = [
     "dataset", "teacher", "student", "method", "axis1", "value1", "axis2", "value2", "miou_mean",
-    "miou_std", "n_seeds", "baseline_miou", "delta", "is_default",
+    "miou_std", "n_seeds", "seeds", "mious", "baseline_miou", "delta", "is_default",
 ]
 
 
@@ -62,13 +65,32 @@ def _by_seed(runs: list[RunResult]) -> dict[int, float]:
     return {r.seed: r.miou for r in runs}
 
 
-def _delta(runs: list[RunResult], base: list[RunResult]) -> tuple[float, float]:
+def seed_columns(runs: list[RunResult]) -> dict[str, str]:
+    """``seeds`` ("0 1 2") and the aligned ``mious`` ("50.0000 52.0000 54.0000") of a cell."""
+    ordered = sorted(runs, key=lambda r: r.seed)
+    return {"seeds": " ".join(str(r.seed) for r in ordered),
+            "mious": " ".join(f"{r.miou:.4f}" for r in ordered)}
+
+
+def per_seed(row: Any) -> dict[int, float]:
+    """seed -> mIoU of a table/ablation/sensitivity row (its ``seeds`` and ``mious`` columns)."""
+    seeds, mious = str(row["seeds"]).split(), str(row["mious"]).split()
+    if len(seeds) != len(mious):
+        raise DataError(f"row {dict(row)} has {len(seeds)} seeds but {len(mious)} mIoU values; "
+                        "rebuild the table with python -m harness report")
+    return {int(s): float(m) for s, m in zip(seeds, mious)}
+
+
+def _delta(runs: list[RunResult], base: list[RunResult]) -> dict[str, float]:
+    """delta (difference of means), delta_std and the 95% interval of the paired deltas."""
     if not base:
-        return math.nan, math.nan
+        return dict.fromkeys(("delta", "delta_std", "delta_lo", "delta_hi"), math.nan)
     delta = mean_std([r.miou for r in runs])[0] - mean_std([r.miou for r in base])[0]
     own, ref = _by_seed(runs), _by_seed(base)
     paired = [own[s] - ref[s] for s in sorted(own.keys() & ref.keys())]
-    return delta, (statistics.stdev(paired) if len(paired) > 1 else math.nan)
+    interval = paired_interval(own, ref)
+    return {"delta": delta, "delta_std": statistics.stdev(paired) if len(paired) > 1 else math.nan,
+            "delta_lo": interval.lo, "delta_hi": interval.hi}
 
 
 def select(runs: list[RunResult], *, student: str, method: str, teacher: str | None = None,
@@ -140,7 +162,8 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
             if not cell:
                 raise DataError(f"no runs of {method} for {pair.teacher} -> {pair.student} among the inputs")
             mean, std = mean_std([r.miou for r in cell])
-            delta, delta_std = _delta(cell, base)
+            deltas = _delta(cell, base) if method != "baseline" else {**_delta(cell, []),
+                                                                        "delta": 0.0}
             pub = rec.published(recorded, dataset, split, pair.teacher, pair.student, method) if recorded is not None else None
             pub_teacher = rec.published_teacher(recorded, dataset, split, pair.teacher) if recorded is not None else None
             notes = _notes(cell, method)
@@ -149,10 +172,8 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
             rows.append({
                 "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
                 "kind": pair.kind, "method": method, "protocol": protocol,
-                "miou_mean": mean, "miou_std": std, "n_seeds": len(cell),
-                "seeds": " ".join(str(r.seed) for r in cell),
-                "delta": 0.0 if method == "baseline" else delta,
-                "delta_std": math.nan if method == "baseline" else delta_std,
+                "miou_mean": mean, "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
+                **deltas,
                 "teacher_miou": teacher_miou.get(pair.teacher, math.nan),
                 "published_miou": pub[0] if pub else math.nan,
                 "published_source": pub[1] if pub else "",
@@ -184,8 +205,8 @@ def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
             rows.append({
                 "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
                 "kind": pair.kind, "method": method, "variant": variant, "miou_mean": mean,
-                "miou_std": std, "n_seeds": len(cell), "baseline_miou": base_mean,
-                "delta": mean - base_mean,
+                "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
+                "baseline_miou": base_mean, "delta": mean - base_mean,
             })
         for row in rows[-len(variants):]:
             row["delta_vs_full"] = row["miou_mean"] - means["full"] if "full" in means else math.nan
@@ -233,8 +254,8 @@ def build_sensitivity(runs: list[RunResult], pair: PairSpec, method: str, axes: 
         rows.append({
             "dataset": dataset, "teacher": pair.teacher, "student": pair.student, "method": method,
             "axis1": axes[0], "value1": v1, "axis2": axes[1], "value2": v2, "miou_mean": mean,
-            "miou_std": std, "n_seeds": len(cell), "baseline_miou": base_mean,
-            "delta": mean - base_mean, "is_default": "default" in kinds,
+            "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
+            "baseline_miou": base_mean, "delta": mean - base_mean, "is_default": "default" in kinds,
         })
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
@@ -247,10 +268,49 @@ def _markdown(frame: pd.DataFrame) -> str:
     return shown.to_markdown(index=False) + "\n"
 
 
-def write_frame(frame: pd.DataFrame, csv_path: str | Path, md: bool = False) -> None:
-    """CSV (full precision, NaN as empty) and optionally a Markdown twin; both atomic."""
+def _signed(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def delta_cell(delta: float, lo: float, hi: float) -> str:
+    """``+1.36 [+0.61, +2.11] *``: the delta, its 95% interval when defined, ``*`` when the
+    interval excludes 0; empty for a NaN delta."""
+    if pd.isna(delta):
+        return ""
+    if pd.isna(lo) or pd.isna(hi):
+        return _signed(delta)
+    mark = " *" if lo > 0 or hi < 0 else ""
+    return f"{_signed(delta)} [{_signed(lo)}, {_signed(hi)}]{mark}"
+
+
+def table_markdown(frame: pd.DataFrame) -> str:
+    """The main table for reading: mIoU mean +- std, n seeds, the delta with its paired 95%
+    interval (marked where it excludes 0), the teacher, the published figure, the overhead."""
+    def num(value: float) -> str:
+        return "" if pd.isna(value) else f"{value:.2f}"
+
+    shown = pd.DataFrame({
+        "dataset": frame.dataset, "teacher": frame.teacher, "student": frame.student,
+        "kind": frame.kind, "method": frame.method,
+        "miou": [num(m) + ("" if pd.isna(s) else f" +- {s:.2f}")
+                 for m, s in zip(frame.miou_mean, frame.miou_std)],
+        "n": frame.n_seeds,
+        "delta [95% CI]": ["" if m == "baseline" else delta_cell(d, lo, hi) for m, d, lo, hi
+                           in zip(frame.method, frame.delta, frame.delta_lo, frame.delta_hi)],
+        "teacher_miou": frame.teacher_miou.map(num),
+        "published": frame.published_miou.map(num),
+        "overhead": frame.overhead.map(num),
+        "notes": frame.notes,
+    })
+    return (shown.to_markdown(index=False) + "\n\n`*`: the 95% t-interval of the per-seed "
+            "deltas against the student alone (paired by seed) excludes 0; n: seeds.\n")
+
+
+def write_frame(frame: pd.DataFrame, csv_path: str | Path, md: bool | str = False) -> None:
+    """CSV (full precision, NaN as empty) and optionally a Markdown twin (``md=True``: every
+    column; a string: that text); both atomic."""
     csv_path = Path(csv_path)
     atomic_write_with(csv_path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.4f"))
     if md:
-        text = _markdown(frame)
+        text = md if isinstance(md, str) else _markdown(frame)
         atomic_write_with(csv_path.with_suffix(".md"), lambda tmp: tmp.write_text(text))
