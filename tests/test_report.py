@@ -246,3 +246,62 @@ def test_compare_prints_ours_beside_published(tmp_path: Path) -> None:
     assert "69.00 (n=1)" in text and "1 of 2 rows of cityscapes" in text
     with pytest.raises(DataError, match="does not exist"):
         compare_text(tmp_path / "missing.csv")
+
+
+@pytest.fixture
+def reading_runs(tmp_path: Path, grid_runs: list[Path]) -> list[Path]:
+    """Beside grid_runs (baseline 50/52/54, kd 53/56/56): heteroakd full and two readings."""
+    runs = [p for p in grid_runs if not p.name.startswith("cwd")]
+    values = {"default": ({}, [51.0, 53.0, 55.0]),
+              "pixel": ({"kem_form": "pixel"}, [54.0, 57.0, 58.0]),
+              "stage": ({"stages": [-2]}, [50.0, 52.0, 54.0])}
+    for name, (options, mious) in values.items():
+        for seed, value in enumerate(mious):
+            runs.append(write_run(tmp_path / f"{name}{seed}", miou=value, method="heteroakd",
+                                  preset="full", options=options, seed=seed))
+    return runs
+
+
+def test_readings_paired_deltas_by_hand(reading_runs: list[Path], tmp_path: Path) -> None:
+    from harness.report import readings
+
+    frame = readings.build_readings(
+        load_runs(reading_runs), [tables.PairSpec(T, S, "heterogeneous")], "heteroakd",
+        [{}, {"kem_form": "pixel"}, {"stages": [-2]}], preset="full")
+    assert list(frame.columns) == readings.READINGS_COLUMNS
+    assert list(frame.reading) == ["default", "kem_form=pixel", "stages=[-2]"]
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2) / sqrt(3): s = 1 below
+    default, pixel, stage = (frame.iloc[i] for i in range(3))
+    # default - baseline: 1, 1, 1 (a zero-width interval); - kd: -2, -3, -1
+    assert (default.delta_student, default.student_lo, default.n_student) == (1.0, 1.0, 3)
+    assert (default.reference_lo, default.reference_hi) == pytest.approx((-2 - half, -2 + half),
+                                                                         abs=1e-5)
+    assert pixel.delta_student == pytest.approx(13 / 3) and pixel.mious == "54.0000 57.0000 58.0000"
+    assert pixel.delta_reference == pytest.approx(4 / 3)  # 1, 1, 2
+    assert (stage.delta_student, stage.delta_reference) == (0.0, -3.0)  # -3, -4, -2 vs kd
+    md = readings.readings_markdown(frame)
+    assert "| stages=[-2] " in md and "-3.00 [-5.48, -0.52] *" in md
+    assert "+1.33 [-0.10, +2.77] " in md and "+1.33 [-0.10, +2.77] *" not in md  # spans 0
+    png = tmp_path / "readings.png"
+    plots.readings_figure(frame, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="no runs of heteroakd with options {'kem_form': 'binary'}"):
+        readings.build_readings(load_runs(reading_runs), [tables.PairSpec(T, S)], "heteroakd",
+                                [{"kem_form": "binary"}], preset="full")
+
+
+def test_readings_command(reading_runs: list[Path], tmp_path: Path) -> None:
+    from harness.cli import main
+
+    out = tmp_path / "res" / "readings_toycity.csv"
+    args = ["report", "readings", *map(str, reading_runs), "--pairs", f"{T}:{S}:heterogeneous",
+            "--method", "heteroakd", "--preset", "full", "--reading", "{}",
+            "--reading", "{kem_form: pixel}", "--out", str(out)]
+    assert main(args) == 0
+    back = pd.read_csv(out)
+    assert list(back.reading) == ["default", "kem_form=pixel"]
+    assert back.delta_reference.iloc[1] == pytest.approx(4 / 3, abs=1e-4)
+    assert out.with_suffix(".png").is_file() and out.with_suffix(".md").is_file()
+    bad = tmp_path / "bad" / "readings.csv"
+    assert main([*args[:-1], str(bad), "--reading", "kem_form pixel"]) == 2
+    assert not bad.exists() and not bad.with_suffix(".png").exists()

@@ -1,5 +1,5 @@
-"""CLI: ``python -m harness report table|ablation|sensitivity|claims|cka|qualitative`` and
-``python -m harness compare TABLE``.
+"""CLI: ``python -m harness report table|ablation|sensitivity|readings|claims|cka|qualitative``,
+and ``python -m harness compare TABLE``.
 
 The workflow's report rules call these; each also runs by hand on any set of run folders.
 """
@@ -89,6 +89,22 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     tables.write_frame(frame, out)
     plots.sensitivity_figure(frame, out.with_suffix(".png"))
     log.info("wrote %s and %s", out, out.with_suffix(".png"))
+    return 0
+
+
+def _cmd_readings(args: argparse.Namespace) -> int:
+    from harness.report import plots, readings, tables
+    from harness.report.runs import load_runs
+
+    out = _out_csv(args.out)
+    base_options = readings.parse_reading(args.options)
+    frame = readings.build_readings(
+        load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs], args.method,
+        [readings.parse_reading(r) for r in args.reading], preset=args.preset or None,
+        options=base_options, reference=args.reference)
+    tables.write_frame(frame, out, md=readings.readings_markdown(frame))
+    plots.readings_figure(frame, out.with_suffix(".png"))
+    log.info("wrote %s, %s and %s", out, out.with_suffix(".md"), out.with_suffix(".png"))
     return 0
 
 
@@ -227,6 +243,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sens.add_argument("--axes", default="lambda1,lambda2")
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
     sens.set_defaults(func=_cmd_sensitivity)
+
+    read = sub.add_parser("readings", help="a method's readings vs the student alone and KD")
+    read.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline and "
+                      "reference runs included)")
+    read.add_argument("--pairs", nargs="+", required=True, metavar="TEACHER:STUDENT[:KIND]")
+    read.add_argument("--method", default="heteroakd")
+    read.add_argument("--preset", default=None, help="the method's main-table preset")
+    read.add_argument("--options", default="{}", metavar="YAML_MAPPING",
+                      help="its main-table options, e.g. '{lambda2: 2.0}'")
+    read.add_argument("--reading", action="append", required=True, metavar="YAML_MAPPING",
+                      help="option overrides of one reading, e.g. '{kem_form: pixel}'; "
+                      "'{}' is the main setting (repeat, in row order)")
+    read.add_argument("--reference", default="kd", help="the method each reading is also "
+                      "compared to (its runs on each pair)")
+    read.add_argument("--out", required=True, help="CSV path; .md and .png beside it")
+    read.set_defaults(func=_cmd_readings)
 
     claims = sub.add_parser("claims", help="the seed paper's claims checked against the tables")
     claims.add_argument("--table", required=True, help="results/table_<dataset>.csv")

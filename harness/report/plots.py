@@ -1,4 +1,5 @@
-"""Figures of the report: ablation bars, sensitivity grid, CKA by stage, qualitative predictions.
+"""Figures of the report: ablation bars, sensitivity grid, readings' deltas, CKA by stage,
+qualitative predictions.
 
 Each function draws from a table (the CSV the workflow writes beside the figure) and writes the
 PNG atomically; no numbers are computed here beyond what the table holds.
@@ -53,6 +54,40 @@ def ablation_figure(frame: pd.DataFrame, path: str | Path) -> None:
     ax.set_ylabel("mIoU (%)")
     ax.set_title(f"{frame.method.iloc[0]} ablation on {frame.dataset.iloc[0]}")
     ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def _interval_errors(frame: pd.DataFrame, prefix: str) -> np.ndarray:
+    """(2, n) distances from the delta to its interval bounds (0 where undefined)."""
+    delta = frame[f"delta_{prefix}"].to_numpy(float)
+    lo = np.nan_to_num(delta - frame[f"{prefix}_lo"].to_numpy(float))
+    hi = np.nan_to_num(frame[f"{prefix}_hi"].to_numpy(float) - delta)
+    return np.vstack([lo, hi])
+
+
+def readings_figure(frame: pd.DataFrame, path: str | Path) -> None:
+    """One panel per pair: each reading's delta against the student alone (filled) and against
+    the reference method (open), with 95% intervals; 0 is the reference line."""
+    pairs = list(dict.fromkeys(zip(frame.teacher, frame.student)))
+    readings = list(dict.fromkeys(frame.reading))
+    fig, axes = plt.subplots(1, len(pairs), squeeze=False, sharey=True, sharex=True,
+                             figsize=(1.5 + 3.6 * len(pairs), 1.2 + 0.38 * len(readings)))
+    reference = frame.reference.iloc[0]
+    for ax, (t, s) in zip(axes[0], pairs):
+        rows = frame[(frame.teacher == t) & (frame.student == s)].set_index("reading")
+        rows = rows.loc[readings].reset_index()
+        y = np.arange(len(readings))
+        ax.errorbar(rows.delta_student, y - 0.12, xerr=_interval_errors(rows, "student"),
+                    fmt="o", color="C0", capsize=2, label="vs student alone")
+        ax.errorbar(rows.delta_reference, y + 0.12, xerr=_interval_errors(rows, "reference"),
+                    fmt="s", mfc="none", color="C3", capsize=2, label=f"vs {reference}")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set_title(f"{t} -> {s}", fontsize=8)
+        ax.set_xlabel("delta mIoU (95% CI over seeds)", fontsize=8)
+    axes[0][0].set_yticks(range(len(readings)), readings, fontsize=7)
+    axes[0][0].invert_yaxis()
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{frame.method.iloc[0]} readings on {frame.dataset.iloc[0]}", fontsize=9)
     _save(fig, path)
 
 

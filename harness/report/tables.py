@@ -61,7 +61,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
-def _by_seed(runs: list[RunResult]) -> dict[int, float]:
+def by_seed(runs: list[RunResult]) -> dict[int, float]:
     return {r.seed: r.miou for r in runs}
 
 
@@ -86,7 +86,7 @@ def _delta(runs: list[RunResult], base: list[RunResult]) -> dict[str, float]:
     if not base:
         return dict.fromkeys(("delta", "delta_std", "delta_lo", "delta_hi"), math.nan)
     delta = mean_std([r.miou for r in runs])[0] - mean_std([r.miou for r in base])[0]
-    own, ref = _by_seed(runs), _by_seed(base)
+    own, ref = by_seed(runs), by_seed(base)
     paired = [own[s] - ref[s] for s in sorted(own.keys() & ref.keys())]
     interval = paired_interval(own, ref)
     return {"delta": delta, "delta_std": statistics.stdev(paired) if len(paired) > 1 else math.nan,
@@ -112,7 +112,7 @@ def select(runs: list[RunResult], *, student: str, method: str, teacher: str | N
     return sorted(chosen, key=lambda r: r.seed)
 
 
-def _check_one(runs: list[RunResult], key: str) -> str:
+def check_one(runs: list[RunResult], key: str) -> str:
     values = {getattr(r, key) for r in runs}
     if len(values) > 1:
         raise DataError(f"runs mix {key}s {sorted(values)}; a table holds one {key} (make one table each)")
@@ -152,8 +152,8 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
     """One row per pair x method (in the given orders); every cell must have runs."""
     if not runs:
         raise DataError("no runs given; pass the metrics.json files of the table's runs")
-    dataset = _check_one(runs, "dataset")
-    protocol = _check_one(runs, "protocol")
+    dataset = check_one(runs, "dataset")
+    protocol = check_one(runs, "protocol")
     rows = []
     for pair in pairs:
         base = select(runs, student=pair.student, method="baseline")
@@ -187,7 +187,7 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
 def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
                    variants: list[str]) -> pd.DataFrame:
     """Rows per pair x preset of ``method`` (the run's ``method.preset``; "default" when none)."""
-    dataset = _check_one(runs, "dataset")
+    dataset = check_one(runs, "dataset")
     rows = []
     for pair in pairs:
         base = select(runs, student=pair.student, method="baseline")
@@ -232,7 +232,7 @@ def build_sensitivity(runs: list[RunResult], pair: PairSpec, method: str, axes: 
     The default setting (a run without overrides of the axes) is flagged ``is_default``; where it
     coincides with a grid point, the grid point's runs are used and the point is flagged.
     """
-    dataset = _check_one(runs, "dataset")
+    dataset = check_one(runs, "dataset")
     base = select(runs, student=pair.student, method="baseline")
     if not base:
         raise DataError(f"no baseline runs of {pair.student} among the inputs; the plot marks them")
