@@ -220,3 +220,12 @@ def test_claims_command_writes_csv_and_md_or_refuses_before_writing(tmp_path: Pa
     bad_out = tmp_path / "bad" / "claims.csv"
     assert main(["report", "claims", "--table", str(table), "--out", str(bad_out)]) == 2
     assert not bad_out.exists()
+
+
+def test_claims_file_broken_rows_are_named_by_line(tmp_path: Path):
+    header = ",".join(C.CLAIM_COLUMNS)
+    stray = f"{header}\nc,s,improves_student,heteroakd,baseline,all,each,all,0,,a, paper\n"
+    with pytest.raises(DataError, match="line 2: 12 fields, expected 11"):
+        C.load_claims(_write(tmp_path / "stray.csv", stray))
+    with pytest.raises(DataError, match="claims file .* does not exist"):
+        C.load_claims(tmp_path / "none.csv")

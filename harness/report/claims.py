@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import DataError
+from harness.report.recorded import read_rows
 from harness.report.stats import Interval, paired_interval, t_interval, verdict
 from harness.report.tables import per_seed
 
@@ -64,15 +65,9 @@ def load_claims(path: str | Path) -> pd.DataFrame:
     """The claims file as a DataFrame; refuses unknown columns or choices, a claim without a
     statement or source, a non-numeric threshold, and repeated claim names."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"claims file {path} does not exist; restore "
-                        "results/recorded/published_claims.csv")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if tuple(frame.columns) != CLAIM_COLUMNS:
-        raise DataError(f"{path} has columns {list(frame.columns)}; expected exactly "
-                        f"{list(CLAIM_COLUMNS)}")
-    for i, row in frame.iterrows():
-        line = i + 2  # 1-based, after the header
+    numbered = read_rows(path, CLAIM_COLUMNS, "claims")
+    frame = pd.DataFrame([row for _, row in numbered], columns=list(CLAIM_COLUMNS), dtype=str)
+    for (line, _), (_, row) in zip(numbered, frame.iterrows()):
         for key in ("claim", "statement", "source"):
             if not row[key].strip():
                 raise DataError(f"{path} line {line}: empty {key}; every claim needs one")

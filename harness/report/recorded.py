@@ -14,12 +14,14 @@ COLUMNS = ("dataset", "split", "teacher", "student", "method", "miou", "source",
 SPLITS = ("train", "val", "test")
 
 
-def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """The data rows of the CSV at ``path``: UTF-8, the header exactly :data:`COLUMNS`, every row
-    with that many fields (a stray comma or an unclosed quote is named by its line). Returns
-    (line number, fields) per data row."""
+def read_rows(path: Path, columns: tuple[str, ...] = COLUMNS,
+              what: str = "recorded results") -> list[tuple[int, list[str]]]:
+    """The data rows of a file of ``results/recorded/``: UTF-8, the header exactly ``columns``,
+    every row with that many fields (a stray comma or an unclosed quote is named by its line).
+    Returns (line number, fields) per data row."""
     if not path.is_file():
-        raise DataError(f"recorded results {path} do not exist; restore results/recorded/published_results.csv")
+        raise DataError(f"{what} file {path} does not exist; restore it from the "
+                        "repository's results/recorded/")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -29,13 +31,13 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
         rows = [(reader.line_num, row) for row in reader if row]
     except csv.Error as err:
         raise DataError(f"{path} line {reader.line_num}: {err}; fix the quoting of that row") from None
-    if not rows or tuple(rows[0][1]) != COLUMNS:
+    if not rows or tuple(rows[0][1]) != columns:
         header = rows[0][1] if rows else []
-        raise DataError(f"{path} has columns {header}; expected exactly {list(COLUMNS)}")
+        raise DataError(f"{path} has columns {header}; expected exactly {list(columns)}")
     for line, row in rows[1:]:
-        if len(row) != len(COLUMNS):
-            raise DataError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)} "
-                            f"({', '.join(COLUMNS)}); quote a value that holds a comma")
+        if len(row) != len(columns):
+            raise DataError(f"{path} line {line}: {len(row)} fields, expected {len(columns)} "
+                            f"({', '.join(columns)}); quote a value that holds a comma")
     return rows[1:]
 
 
@@ -46,7 +48,7 @@ def load_recorded(path: str | Path) -> pd.DataFrame:
     dataset/student/method present, no duplicate (dataset, split, teacher, student, method).
     """
     path = Path(path)
-    numbered = _read_rows(path)
+    numbered = read_rows(path)
     frame = pd.DataFrame([row for _, row in numbered], columns=list(COLUMNS), dtype=str)
     for (line, _), (_, row) in zip(numbered, frame.iterrows()):
         for key in ("dataset", "student", "method", "source"):
