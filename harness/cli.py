@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "harness.engine.commands",  # train / eval
     "harness.bench.commands",  # bench
     "harness.report.commands",  # report ... / compare
-    "harness.workflow.commands",  # grid check
+    "harness.workflow.commands",  # grid check / gpu run / gpu status
 )
 
 

@@ -102,11 +102,12 @@ def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
 
 def test_profiles_rerun_only_on_real_changes_and_slurm_launches_torchrun() -> None:
     default = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
-    assert default["resources"] == {"gpu": 1}  # one GPU job at a time
+    assert "resources" not in default  # the workflow sets the gpu limit from its GPU slots
     assert sorted(default["rerun-triggers"]) == ["input", "mtime", "params"]  # not code edits
     slurm = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and "gpus_per_job=4" in slurm["config"]
     assert "code" not in slurm["rerun-triggers"] and "resources" not in slurm
+    assert "gpus=cluster" in slurm["config"]  # SLURM assigns devices: no local slots or limit
 
 
 def test_lint_passes() -> None:

@@ -2,6 +2,7 @@
 key makes of them, and the lock-file allocator under concurrent and killed holders."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
 from harness.errors import ConfigError
 from harness.workflow import gpus
@@ -182,3 +185,125 @@ def test_wrapper_reports_the_signal_that_ended_its_command(tmp_path) -> None:
     proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGKILL
     assert gpus.read_journal(tmp_path)[-1]["returncode"] == -signal.SIGKILL
+
+
+# ------------------------------------------------------------------ the workflow on fake GPUs
+STUDENT = "runs/toycity/students/deeplabv3_tiny/seed0/metrics.json"
+
+
+def _dry_run(*config: str, fake: str | None, target: str = STUDENT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in (gpus.FAKE_ENV, "CUDA_VISIBLE_DEVICES")}
+    if fake is not None:
+        env[gpus.FAKE_ENV] = fake
+    return subprocess.run([SNAKEMAKE, "-n", "-p", "--forceall", target, "--config", *config],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_dry_runs_pin_jobs_to_slots_and_leave_a_cpu_box_as_it_was() -> None:
+    cpu = _dry_run("threads=2", fake=None)  # this machine has no nvidia-smi: no slots
+    assert cpu.returncode == 0, cpu.stderr[-2000:]
+    assert "harness gpu run" not in cpu.stdout
+    assert "Shell command: python -m harness train --set seed=0" in cpu.stdout
+    four = _dry_run("threads=2", fake="4")
+    assert "Shell command: python -m harness gpu run --devices 0,1,2,3 --count 1 -- python -m harness train --set seed=0" in four.stdout
+    # the command after the prefix is the CPU box's, byte for byte
+    assert four.stdout.split("-- python -m harness train", 1)[1].split("\n")[0] == \
+        cpu.stdout.split("Shell command: python -m harness train", 1)[1].split("\n")[0]
+    listed = _dry_run("gpus=[3,1]", "gpus_per_job=2", fake="4")
+    assert "gpu run --devices 3,1 --count 2 -- torchrun --standalone --nproc_per_node=2" in listed.stdout
+    capped = _dry_run("gpus=2", fake="4", target="runs/toycity/teachers/segformer_small/eval.json")
+    assert "gpu run --devices 0,1 --count 1 -- python -m harness eval" in capped.stdout
+    cluster = _dry_run("gpus=cluster", fake="4")
+    assert cluster.returncode == 0 and "harness gpu run" not in cluster.stdout
+
+
+@pytest.mark.parametrize("config, message", [
+    (("gpus=[0,5]",), "device(s) ['5']"),
+    (("gpus=2", "gpus_per_job=4"), "gpus_per_job=4"),
+    (("gpus=many",), "gpus"),
+])
+def test_bad_slots_are_refused_before_any_job(config, message) -> None:
+    result = _dry_run(*config, fake="4")
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+# Two teachers and two students: three start on the three slots, one is killed, the fourth
+# must take the freed device.
+SMOKE_RUNS = ["teachers/deeplabv3_small/seed0", "teachers/segformer_small/seed0",
+              "students/deeplabv3_tiny/seed0", "students/segformer_tiny/seed0"]
+
+
+def _jobs(events: list[dict]) -> list[dict]:
+    """One entry per wrapper process: devices, [start, end], exit status, label."""
+    jobs: dict[int, dict] = {}
+    for e in events:
+        job = jobs.setdefault(e["pid"], {"devices": e["devices"], "label": e["label"], "end": None})
+        if e["event"] == "acquire":
+            job.update(start=e["time"], child=e["child"])
+        else:
+            job.update(end=e["time"], returncode=e["returncode"])
+    return list(jobs.values())
+
+
+def _active(lock_dir: Path) -> list[dict]:
+    return [j for j in _jobs(gpus.read_journal(lock_dir)) if j["end"] is None]
+
+
+@pytest.mark.slow
+def test_smoke_grid_on_three_fake_gpus_pins_jobs_and_reuses_a_killed_slot(tmp_path) -> None:
+    copy_workflow(tmp_path)
+    config = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
+    config.update(scale="smoke", threads=1)
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, gpus.FAKE_ENV: "3", "OMP_NUM_THREADS": "1"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    lock_dir = tmp_path / gpus.default_lock_dir()
+    targets = [f"runs/smoke/toycity/{run}/metrics.json" for run in SMOKE_RUNS]
+    # 4 cores, 3 slots: the `gpu` limit, not the cores, keeps the fourth job waiting
+    run = subprocess.Popen([SNAKEMAKE, *targets, "--cores", "4", "--keep-going", "--configfile",
+                            "smoke.yaml"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while len(_active(lock_dir)) < 3 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    active = _active(lock_dir)
+    assert len(active) == 3, run.communicate()[0][-3000:] if run.poll() is not None else active
+    victim = active[0]
+    os.kill(victim["child"], signal.SIGKILL)
+    output = run.communicate(timeout=1500)[0]
+    assert run.returncode != 0, output[-3000:]  # the killed job failed; --keep-going ran the rest
+    limit = next(line for line in output.splitlines() if line.startswith("Provided resources:"))
+    assert "gpu" in limit and "3" in limit, limit
+
+    jobs = _jobs(gpus.read_journal(lock_dir))
+    assert len(jobs) == 4 and all(j["end"] is not None for j in jobs)
+    for i, a in enumerate(jobs):
+        assert len(a["devices"]) == 1 and a["devices"][0] in {"0", "1", "2"}
+        for b in jobs[i + 1:]:
+            if a["start"] < b["end"] and b["start"] < a["end"]:  # ran at the same time
+                assert not set(a["devices"]) & set(b["devices"]), (a, b)
+    killed = next(j for j in jobs if j["child"] == victim["child"])
+    assert killed["returncode"] == -signal.SIGKILL
+    (last,) = [j for j in jobs if j["start"] > killed["end"]]
+    assert last["devices"] == killed["devices"]  # the fourth job took the freed slot
+    logs = list((tmp_path / "logs").rglob("*_seed0.log"))
+    assert len(logs) == 4 and not any("waiting for" in log.read_text() for log in logs)
+    for job in jobs:  # each run records the device it was given
+        out = job["label"].split("--out ", 1)[1].split()[0]
+        if job is not killed:
+            device = json.loads((tmp_path / out / "metrics.json").read_text())["device"]
+            assert device.endswith(f"; CUDA_VISIBLE_DEVICES={job['devices'][0]})"), device
+
+
+def test_gpu_cli_status_and_a_run_without_a_command(tmp_path) -> None:
+    env = {**os.environ, gpus.FAKE_ENV: "3"}
+    held = gpus.acquire(["0", "1", "2"], 1, tmp_path)
+    status = subprocess.run([sys.executable, "-m", "harness", "gpu", "status", "--gpus", "[2,0]",
+                             "--lock-dir", str(tmp_path)], env=env, capture_output=True, text=True)
+    held.release()
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines() == [
+        "machine: 3 GPU(s) ['0', '1', '2']",
+        "gpus=[2,0]: 2 slot(s) ['2', '0']; Snakemake runs GPU jobs while their devices fit in gpu=2",
+        f"held now ({tmp_path}): ['0']"]
+    empty = subprocess.run([sys.executable, "-m", "harness", "gpu", "run", "--devices", "0", "--"],
+                           env=env, capture_output=True, text=True)
+    assert empty.returncode == 2 and "needs a command" in empty.stderr

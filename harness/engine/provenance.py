@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
 import resource
 import subprocess
@@ -44,10 +45,15 @@ def git_commit() -> str:
 
 
 def device_description(device: torch.device) -> str:
-    """E.g. 'cpu (x86_64, 2 threads)' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+    """E.g. 'cpu (x86_64, 2 threads)' or 'cuda:0 (NVIDIA H100 80GB HBM3)'; with
+    ``CUDA_VISIBLE_DEVICES`` set (a workflow job on its GPU slots) its value is appended, so a run
+    records the physical devices it was given: 'cuda:0 (NVIDIA H100 80GB HBM3; CUDA_VISIBLE_DEVICES=3)'."""
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        text = f"{device} ({torch.cuda.get_device_name(device)}"
+    else:
+        text = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return text + (f"; CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ")")
 
 
 def sha256_of(path: str | Path) -> str:

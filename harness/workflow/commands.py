@@ -1,13 +1,15 @@
-"""CLI: ``python -m harness grid check`` (validate the workflow config and count its jobs)."""
+"""CLI: ``python -m harness grid check`` (validate the workflow config and count its jobs) and ``python -m harness gpu run|status`` (the GPU slots of the workflow's jobs)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from harness.errors import ConfigError
 
 
-def _cmd_grid_check(args: argparse.Namespace) -> int:
+def _load_grid_config(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The workflow config with the command's --seeds/--scale, and the datasets asked for."""
     from harness.workflow import grid
 
     config = grid.load_workflow_config(args.config)
@@ -19,6 +21,13 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
         config["seeds"] = args.seeds
     if args.scale is not None:
         config["scale"] = args.scale
+    return config, datasets
+
+
+def _cmd_grid_check(args: argparse.Namespace) -> int:
+    from harness.workflow import grid
+
+    config, datasets = _load_grid_config(args)
     counts = grid.job_counts(config, datasets)
     grid.check_names(grid.check_config(config), datasets)
     grid.check_recorded(config)
@@ -28,6 +37,60 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
     sys.stdout.write(f"config {args.config} is valid; jobs for {', '.join(datasets)} from scratch:\n"
                      + "\n".join(lines) + "\n")
     return 0
+
+
+def _cmd_gpu_run(args: argparse.Namespace) -> int:
+    from harness.workflow import gpus
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ConfigError("gpu run needs a command after `--`, e.g. gpu run --devices 0,1 -- python -m harness train ...")
+    pool = [d for d in args.devices.split(",") if d]
+    if not pool:
+        raise ConfigError("gpu run --devices is empty; list device ids (0,1,...) or run the command directly")
+    lock_dir = Path(args.lock_dir) if args.lock_dir else gpus.default_lock_dir()
+    return gpus.run_on_devices(command, pool, args.count, lock_dir, args.label or " ".join(command))
+
+
+def _cmd_gpu_status(args: argparse.Namespace) -> int:
+    from harness.workflow import grid, gpus
+
+    import yaml
+
+    config = grid.load_workflow_config(args.config)
+    spec = yaml.safe_load(args.gpus) if args.gpus is not None else config["gpus"]
+    machine = gpus.detect_devices()
+    pool = gpus.resolve_devices(spec, machine)
+    lock_dir = Path(args.lock_dir) if args.lock_dir else gpus.default_lock_dir()
+    lines = [f"machine: {len(machine)} GPU(s) {machine}"]
+    if pool is None:
+        lines.append(f"gpus={spec}: no local slots (the cluster assigns each job its devices)")
+    else:
+        busy = gpus.held_devices(pool, lock_dir)
+        lines.append(f"gpus={args.gpus or spec}: {len(pool)} slot(s) {pool}; Snakemake runs GPU jobs while "
+                     f"their devices fit in gpu={gpus.scheduler_limit(pool)}")
+        lines.append(f"held now ({lock_dir}): {busy or 'none'}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _register_gpu(subparsers: argparse._SubParsersAction, default_config: str) -> None:
+    gpu = subparsers.add_parser("gpu", help="GPU slots of the workflow's jobs")
+    sub = gpu.add_subparsers(dest="gpu_command", metavar="WHAT", required=True)
+    run = sub.add_parser("run", help="run a command on free devices (CUDA_VISIBLE_DEVICES)",
+                         description="Take --count free devices of --devices (lock files), run "
+                                     "the command with CUDA_VISIBLE_DEVICES set to them, exit with its status.")
+    run.add_argument("--devices", required=True, help="the slots, comma-separated (0,1,2,3)")
+    run.add_argument("--count", type=int, default=1, help="devices this command needs")
+    run.add_argument("--lock-dir", default=None, help="default .snakemake/gpu-slots/<host>")
+    run.add_argument("--label", default=None, help="names the job in the journal (default: the command)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    run.set_defaults(func=_cmd_gpu_run)
+    status = sub.add_parser("status", help="the machine's GPUs, the slots and which are held")
+    status.add_argument("--config", default=default_config)
+    status.add_argument("--gpus", default=None, help="a value of the config key gpus (default: the config's)")
+    status.add_argument("--lock-dir", default=None)
+    status.set_defaults(func=_cmd_gpu_status)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,3 +104,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--seeds", type=int, default=None)
     check.add_argument("--scale", choices=("full", "smoke"), default=None)
     check.set_defaults(func=_cmd_grid_check)
+    _register_gpu(subparsers, str(DEFAULT_CONFIG))

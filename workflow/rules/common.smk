@@ -1,7 +1,9 @@
 # Config checks and grid expansion (harness/workflow/grid.py does the work, shared with
 # `python -m harness grid check`); input/param functions used by the rule files.
 import os
+import sys
 
+from harness.workflow import gpus as S
 from harness.workflow import grid as G
 
 PLANS = G.check_config(config)  # ConfigError (one line naming the key) before any job
@@ -13,6 +15,23 @@ GPUS = config["gpus_per_job"]
 THREADS = config["threads"]
 # One process, or one per GPU under torchrun (the engine handles the DDP side).
 LAUNCH = "python" if GPUS == 1 else f"torchrun --standalone --nproc_per_node={GPUS}"
+
+# GPU slots (harness/workflow/gpus.py): the devices of this machine the jobs share (config key
+# `gpus`). Snakemake's `gpu` resource counts devices: every GPU rule asks for the devices it
+# uses, and the limit is the number of slots (1 without any), unless the command line sets one.
+DEVICES = S.resolve_devices(config["gpus"])
+S.check_job_size(DEVICES, GPUS)
+if "gpu" not in workflow.global_resources and S.scheduler_limit(DEVICES) is not None:
+    workflow.register_resource("gpu", S.scheduler_limit(DEVICES))
+
+
+def on_devices(count, command):
+    """The shell line `command` run on `count` free devices of the slots; as is without slots.
+    Rules wrap their shell line with it rather than pass the prefix as params: a change of
+    slots never reruns a job, and without slots the command is exactly what it was before."""
+    if not DEVICES:
+        return command
+    return f"python -m harness gpu run --devices {','.join(DEVICES)} --count {count} -- {command}"
 
 
 wildcard_constraints:
@@ -134,3 +153,10 @@ onstart:
         G.check_recorded(config)  # before Snakemake removes the table it is about to rebuild
     if config["check_roots"]:
         G.check_roots(PLANS, planned)
+    if DEVICES and workflow.cores < len(DEVICES) // GPUS * THREADS:
+        print(
+            f"warning: {len(DEVICES)} GPU slots, but --cores {workflow.cores} runs at most "
+            f"{workflow.cores // THREADS} jobs of {THREADS} threads at once; use --cores "
+            f"{len(DEVICES) // GPUS * THREADS} (or --config threads=1) to fill every slot",
+            file=sys.stderr,
+        )

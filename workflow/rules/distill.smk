@@ -27,4 +27,7 @@ rule distill:
     conda:
         "../envs/harness.yaml"
     shell:
-        "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1"
+        on_devices(
+            GPUS,
+            "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1",
+        )

@@ -29,5 +29,8 @@ rule eval_teacher:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness eval --model {params.model} --dataset {wildcards.dataset}"
-        " --root {params.root} --split {params.split} {params.smoke} --out {output} > {log} 2>&1"
+        on_devices(
+            1,
+            "python -m harness eval --model {params.model} --dataset {wildcards.dataset}"
+            " --root {params.root} --split {params.split} {params.smoke} --out {output} > {log} 2>&1",
+        )

@@ -132,9 +132,12 @@ rule cka:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness report cka --dataset {wildcards.dataset} --root {params.root}"
-        " --split {params.split} --images {params.images} {params.pairs} --out {output.png}"
-        " > {log} 2>&1"
+        on_devices(
+            1,
+            "python -m harness report cka --dataset {wildcards.dataset} --root {params.root}"
+            " --split {params.split} --images {params.images} {params.pairs} --out {output.png}"
+            " > {log} 2>&1",
+        )
 
 
 rule qualitative:
@@ -169,9 +172,12 @@ rule qualitative:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness report qualitative --dataset {wildcards.dataset} --root {params.root}"
-        " --split {params.split} --images {params.images} {params.models} --out {output}"
-        " > {log} 2>&1"
+        on_devices(
+            1,
+            "python -m harness report qualitative --dataset {wildcards.dataset} --root {params.root}"
+            " --split {params.split} --images {params.images} {params.models} --out {output}"
+            " > {log} 2>&1",
+        )
 
 
 rule cost:
@@ -207,7 +213,10 @@ rule cost:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness bench --dataset {wildcards.dataset} --crop {params.crop}"
-        " --batch {params.batch} --pairs {params.pairs} --methods {params.methods}"
-        " --warmup {params.warmup} --repeats {params.repeats} {params.isolate} --threads {threads}"
-        " --out {output.csv} > {log} 2>&1"
+        on_devices(
+            1,
+            "python -m harness bench --dataset {wildcards.dataset} --crop {params.crop}"
+            " --batch {params.batch} --pairs {params.pairs} --methods {params.methods}"
+            " --warmup {params.warmup} --repeats {params.repeats} {params.isolate} --threads {threads}"
+            " --out {output.csv} > {log} 2>&1",
+        )

@@ -28,4 +28,7 @@ rule train_teacher:
     conda:
         "../envs/harness.yaml"
     shell:
-        "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1"
+        on_devices(
+            GPUS,
+            "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1",
+        )
