@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from harness.data import prepare_dataset
 
@@ -43,3 +44,24 @@ def test_two_process_gloo_smoke_run(toy_root, tmp_path):
     # rank 1 wrote nothing of its own: no stray temp files beside rank 0's outputs
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "log.csv",
                                                      "metrics.json", "model"]
+
+
+def test_cirkd_queues_gather_every_process_keys(tmp_path):
+    """Two processes holding half a batch each end the step with the same queues, equal to
+    those of one process that enqueued the whole batch (the keys are all-gathered first)."""
+    from ddp_cirkd_queue import step
+    from safetensors.torch import load_file
+
+    script = os.path.join(os.path.dirname(__file__), "ddp_cirkd_queue.py")
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            script, str(tmp_path)]
+    done = subprocess.run(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    whole = step()
+    assert whole["pixel_ptr"].sum() > 0 and whole["region_ptr"].sum() > 0  # entries were written
+    for rank in ranks:
+        assert sorted(rank) == sorted(whole)
+        for name, value in whole.items():
+            assert torch.equal(rank[name], value), name

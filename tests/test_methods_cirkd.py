@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.errors import ConfigError
 from harness.methods.base import METHODS
 from harness.methods.common import resize_labels, soft_kl_sum
 from harness.methods.cirkd import (
@@ -14,10 +15,12 @@ from harness.methods.cirkd import (
     enqueue,
     memory_kl_loss,
     p2p_batch_loss,
+    p2p_pool_size,
     relation_kl,
     ring_write,
     sample_negatives,
     select_pixels,
+    select_pixels_raster,
 )
 from harness.models.base import ModelInfo, SegOutput
 
@@ -195,6 +198,58 @@ def test_select_pixels_caps_per_image_and_class_and_follows_the_seed():
     present = torch.stack([torch.bincount(labels[b][labels[b] != 255], minlength=3)
                            for b in range(2)])
     assert torch.equal(counts, present.clamp(max=4))
+
+
+def test_reference_sampling_draws_among_the_first_n_c_raster_positions():
+    labels = torch.full((2, 4, 5), 255)
+    labels[0, 3, 1:4] = 1  # 3 pixels of class 1, at positions 16..18; n_c = 3
+    labels[0, :2] = 2  # 10 pixels of class 2 at positions 0..9
+    labels[1, 2:, :] = 0  # 10 pixels of class 0 at positions 10..19
+    torch.manual_seed(4)
+    image, position, cls = select_pixels_raster(labels, 3, per_class=4)
+    torch.manual_seed(4)
+    again = select_pixels_raster(labels, 3, per_class=4)
+    assert all(torch.equal(a, b) for a, b in zip((image, position, cls), again))
+    # image-major, classes ascending; min(n_c, 4) entries per (image, class)
+    assert image.tolist() == [0] * 7 + [1] * 4
+    assert cls.tolist() == [1] * 3 + [2] * 4 + [0] * 4
+    # class 1 takes all of positions 0..2 (ignored and class-2 pixels, as the reference does)
+    assert sorted(position[:3].tolist()) == [0, 1, 2]
+    # class 2: 4 distinct positions among 0..9; class 0 of image 1: among 0..9, all ignored
+    assert len(set(position[3:7].tolist())) == 4 and max(position[3:].tolist()) <= 9
+    assert (labels[1].flatten()[position[7:]] == 255).all()
+
+
+def test_pixel_sampling_option_and_pooling_presets():
+    method = build(pixel_sampling="reference", lambda_p2p_batch=0.0)
+    out_s, out_t, labels = make_outputs(grad=False)
+    torch.manual_seed(2)
+    method(out_s, out_t, labels)
+    grid = resize_labels(labels, (6, 8))
+    counts = torch.stack([torch.bincount(grid[b][grid[b] != 255], minlength=3) for b in range(2)])
+    assert method.pixel_ptr.tolist() == (counts.clamp(max=16).sum(0) % 50).tolist()
+    with pytest.raises(ConfigError, match="pixel_sampling"):
+        build(pixel_sampling="raster")
+    segformer = CIRKD.make_options("segformer")
+    assert (segformer.pixel_queue_size, segformer.p2p_pool, segformer.region_queue_size) == \
+        (2000, 2, 2000)
+    # CIRKD 2025 pools 4x4 from 256x256 up; below, or when off, the 2023 flag decides
+    assert p2p_pool_size((256, 512), 1, auto=True) == 4
+    assert p2p_pool_size((255, 512), 2, auto=True) == 2
+    assert p2p_pool_size((512, 512), 1, auto=False) == 1
+
+
+def test_auto_pool_equals_explicit_4x4_pooling_on_large_maps():
+    torch.manual_seed(0)
+    feat_s, feat_t = torch.randn(1, 4, 256, 256), torch.randn(1, 5, 256, 256)
+    out_s = SegOutput(torch.randn(1, 3, 256, 256), [], feat_s)
+    out_t = SegOutput(torch.randn(1, 3, 256, 256), [], feat_t)
+    labels = torch.zeros(1, 256, 256, dtype=torch.long)
+    options = {"lambda_pixel_memory": 0.0, "lambda_region_memory": 0.0, "lambda_kd": 0.0}
+    auto = CIRKD(info("s", 4), info("t", 5), CIRKD.make_options(p2p_auto_pool=True, **options))
+    expected = p2p_batch_loss(F.avg_pool2d(feat_s, 4), F.avg_pool2d(feat_t, 4), 0.1, 2)
+    assert auto(out_s, out_t, labels)["loss_p2p_batch"].item() == pytest.approx(
+        expected.item(), rel=1e-5)
 
 
 def test_sample_negatives_uses_one_index_set_for_every_class():

@@ -14,6 +14,13 @@ L2-normalised over channels, teacher resized to the student's grid:
 
 Choices where we deviate or interpret (each is an option or stated here):
 
+- Pixel entries come from the class's own pixels (``pixel_sampling="class"``). The reference
+  indexes the image with ``randperm(n_c)[:16]`` (``n_c`` = the class's pixel count), i.e. it
+  draws among the first ``n_c`` positions in raster order, whatever their class;
+  ``pixel_sampling="reference"`` reproduces that for runs that must match published numbers.
+- Under DDP the teacher embeddings and labels of every process are all-gathered before the
+  enqueue, as in the reference, so every process writes the same entries and holds the same
+  queues.
 - The queues are true ring buffers: entries are written at ``(ptr + i) % size``. The reference
   writes the last ``K`` slots and resets the pointer to 0 when a pixel batch would cross the end;
   the two agree except at the wrap. If one step brings a class more entries than its queue holds
@@ -27,7 +34,11 @@ Choices where we deviate or interpret (each is an option or stated here):
   the reference's has none (a constant offset before L2-normalisation; harmless, kept shared).
 - Mini-batch relations: the reference forms all ``B x B`` pairs of the 2 images on one GPU;
   on one device we form groups of ``p2p_group`` consecutive images and average over all
-  ``(i, j)`` pairs (self-pairs included) of every group.
+  ``(i, j)`` pairs (self-pairs included) of every group. Average pooling before them:
+  ``p2p_pool`` (the 2023 code's 2x2 ``pooling`` flag, on in its SegFormer script) or
+  ``p2p_auto_pool`` (the 2025 code: 4x4 whenever the map is at least 256x256).
+- Presets: ``segformer`` is the reference's SegFormer-student script (pixel queue 2000,
+  2x2 pooling); see docs/deviations.md for every difference from the reference.
 - All randomness (pixel choice, negatives) comes from torch's global RNG, so a seed repeats it.
 
 Memory (one step at a 512x1024 crop, OS8 -> 64x128 = 8192 positions, B=2, D=256, K=19):
@@ -51,13 +62,14 @@ at 1/4 (128x256): the relations then cost 16x the time at the same chunked memor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from harness import IGNORE_INDEX
+from harness.errors import ConfigError
 from harness.methods.base import METHODS, Distiller, Options
 from harness.methods.common import (
     Projector,
@@ -81,11 +93,14 @@ class CIRKDOptions(Options):
     p2p_tau: float = 0.1  # CIRKD --contrast-temperature / mini-batch temperature 0.1
     p2p_group: int = 2  # reference: 2 images per GPU are paired with each other
     p2p_pool: int = 1  # reference `pooling` flag (2x2 avg-pool before relations), off by default
+    p2p_auto_pool: bool = False  # CIRKD 2025: 4x4 avg-pool when the map is >= 256x256
     memory_tau: float = 0.1  # CIRKD contrast_temperature 0.1
     memory_temperature: float = 1.0  # CIRKD contrast_kd_temperature T' = 1
     pixel_queue_size: int = 20000  # CIRKD pixel_memory_size
     region_queue_size: int = 2000  # CIRKD region_memory_size
     pixels_per_class: int = 16  # CIRKD pixel_update_freq
+    # ours: the class's own pixels; "reference": CIRKD's draw among the first n_c positions
+    pixel_sampling: Literal["class", "reference"] = "class"
     pixel_negatives: int = 4096  # CIRKD pixel_contrast_size = 4096 // K + 1 per class
     region_negatives: int = 1024  # CIRKD region_contrast_size = 1024 // K + 1 per class
     row_chunk: int = 2048  # ours: anchors per relation chunk (bounds memory, same result)
@@ -183,6 +198,14 @@ def memory_kl_loss(anchor_s: torch.Tensor, anchor_t: torch.Tensor, keys: torch.T
     return total * temperature**2 / anchor_s.shape[0]
 
 
+def p2p_pool_size(size: tuple[int, int], pool: int, auto: bool) -> int:
+    """The average-pooling window before the mini-batch relations: 4 when ``auto`` and the map
+    is at least 256x256 (CIRKD 2025), else ``pool`` (the 2023 ``pooling`` flag: 2)."""
+    if auto and min(size) >= 256:
+        return 4
+    return pool
+
+
 def sample_negatives(queue: torch.Tensor, per_class: int) -> torch.Tensor:
     """(K, S, D) queue -> (K * min(per_class, S), D): the same random slot subset of every class."""
     index = torch.randperm(queue.shape[1])[:per_class].to(queue.device)
@@ -240,21 +263,65 @@ def select_pixels(
 
 
 @torch.no_grad()
+def select_pixels_raster(
+    labels: torch.Tensor, num_classes: int, per_class: int, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference's draw: for every (image, class) present in ``labels`` (B, H, W), up to
+    ``per_class`` random positions among the first ``n_c`` positions of the image in raster
+    order (``n_c`` = the class's pixel count in that image), whatever their label.
+
+    Returns (image, flat position, class) as :func:`select_pixels`, ordered by image, class,
+    then the random draw. One random key per (pair, position); keys past ``n_c`` never win.
+    """
+    batch, positions = labels.shape[0], labels[0].numel()
+    flat = labels.flatten(1)
+    valid = (flat != ignore_index) & (flat < num_classes)
+    counts = torch.zeros(batch, num_classes, dtype=torch.long, device=flat.device)
+    counts.scatter_add_(1, torch.where(valid, flat, torch.zeros_like(flat)), valid.long())
+    image, cls = counts.nonzero(as_tuple=True)  # image-major, classes ascending
+    size = counts[image, cls]
+    keys = torch.rand(image.numel(), positions, device=flat.device)
+    keys[torch.arange(positions, device=flat.device) >= size[:, None]] = 2.0  # above any draw
+    take = min(per_class, positions)
+    drawn = keys.topk(take, dim=1, largest=False).indices  # pairs x take, random order
+    pair, slot = (torch.arange(take, device=flat.device) < size[:, None]).nonzero(as_tuple=True)
+    return image[pair], drawn[pair, slot], cls[pair]
+
+
+PIXEL_SAMPLING = {"class": select_pixels, "reference": select_pixels_raster}
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, ...) of every process concatenated on dim 0 in rank order (no gradient), as
+    the reference's ``concat_all_gather``; ``x`` itself without a process group."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
 def enqueue(pixel_queue: torch.Tensor, pixel_ptr: torch.Tensor, region_queue: torch.Tensor,
             region_ptr: torch.Tensor, emb_t: torch.Tensor, labels: torch.Tensor,
-            pixels_per_class: int = 16, ignore_index: int = IGNORE_INDEX) -> None:
+            pixels_per_class: int = 16, ignore_index: int = IGNORE_INDEX,
+            sampling: str = "class") -> None:
     """Push teacher embeddings into the queues, in place.
 
     emb_t (B, D, H, W) L2-normalised teacher embeddings; labels (B, H, W) on the same grid.
     Per image and present class: 1 region entry (masked mean, re-normalised) and up to
-    ``pixels_per_class`` random pixel entries.
+    ``pixels_per_class`` random pixel entries, drawn by ``PIXEL_SAMPLING[sampling]``.
     """
     num_classes = pixel_queue.shape[0]
     emb_t = emb_t.detach().float()
     means, present = class_means(emb_t, labels, num_classes, ignore_index)  # B,K,D ; B,K
     image, cls = present.nonzero(as_tuple=True)  # image-major, as the reference loops
     ring_write(region_queue, region_ptr, cls, F.normalize(means[image, cls], dim=-1))
-    image, position, cls = select_pixels(labels, num_classes, pixels_per_class, ignore_index)
+    select = PIXEL_SAMPLING[sampling]
+    image, position, cls = select(labels, num_classes, pixels_per_class, ignore_index)
     values = emb_t.flatten(2)[image, :, position]  # n, D
     ring_write(pixel_queue, pixel_ptr, cls, F.normalize(values, dim=-1))
 
@@ -272,6 +339,8 @@ class CIRKD(Distiller):
         "ade20k": {},  # CIRKD reports ADE20K with the Cityscapes weights
         "camvid": {},  # CIRKD reports CamVid with the Cityscapes weights
         "voc": {"lambda_pixel_memory": 0.01, "lambda_region_memory": 0.01},  # CIRKD VOC script
+        # CIRKD train_cirkd_segformer.py + its script: --pixel-memory-size 2000, pooling=True
+        "segformer": {"pixel_queue_size": 2000, "p2p_pool": 2},
         # ours: a tenth of the reference queues so CPU demo runs and checkpoints stay small
         "toycity": {"pixel_queue_size": 2000, "region_queue_size": 200},
     }
@@ -280,6 +349,9 @@ class CIRKD(Distiller):
                  options: CIRKDOptions) -> None:
         super().__init__(student, teacher, options)
         assert teacher is not None
+        if options.pixel_sampling not in PIXEL_SAMPLING:
+            raise ConfigError(f"unknown cirkd pixel_sampling {options.pixel_sampling!r}; "
+                              f"valid: {', '.join(PIXEL_SAMPLING)}")
         num_classes = student.num_classes
         dim = teacher.decoder_channels
         self.num_classes = num_classes
@@ -307,10 +379,11 @@ class CIRKD(Distiller):
                 kd = pixel_kl(logits_t, out_s.logits, opt.kd_temperature).mean()
                 losses["loss_kd"] = opt.lambda_kd * opt.kd_temperature**2 * kd
             if opt.lambda_p2p_batch > 0:
+                pool = p2p_pool_size(size, opt.p2p_pool, opt.p2p_auto_pool)
                 pooled_s, pooled_t = feat_s, feat_t
-                if opt.p2p_pool > 1:
-                    pooled_s = F.avg_pool2d(feat_s, opt.p2p_pool, ceil_mode=True)
-                    pooled_t = F.avg_pool2d(feat_t, opt.p2p_pool, ceil_mode=True)
+                if pool > 1:
+                    pooled_s = F.avg_pool2d(feat_s, pool, ceil_mode=True)
+                    pooled_t = F.avg_pool2d(feat_t, pool, ceil_mode=True)
                 losses["loss_p2p_batch"] = opt.lambda_p2p_batch * p2p_batch_loss(
                     pooled_s, pooled_t, opt.p2p_tau, opt.p2p_group, opt.row_chunk,
                     opt.saved_budget // 2)  # half for the relations, half for the memory terms
@@ -323,9 +396,11 @@ class CIRKD(Distiller):
         """Enqueue the teacher embeddings, then the two anchor-to-memory KL terms."""
         opt = self.options
         emb_t = F.normalize(feat_t, dim=1)
-        # The reference updates the queues before computing the loss of the same step.
-        enqueue(self.pixel_queue, self.pixel_ptr, self.region_queue, self.region_ptr, emb_t,
-                labels, opt.pixels_per_class)
+        # The reference updates the queues before computing the loss of the same step, with
+        # the keys of every process (so all processes keep the same queues).
+        enqueue(self.pixel_queue, self.pixel_ptr, self.region_queue, self.region_ptr,
+                gather_batch(emb_t), gather_batch(labels), opt.pixels_per_class,
+                sampling=opt.pixel_sampling)
         emb_s = F.normalize(self.project(feat_s).float(), dim=1)
         valid = (labels != IGNORE_INDEX).flatten()
         anchor_s = emb_s.permute(0, 2, 3, 1).reshape(-1, emb_s.shape[1])[valid]
