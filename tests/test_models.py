@@ -240,3 +240,33 @@ def test_pretrained_file_with_wrong_shapes_refused(tmp_path):
 def test_missing_pretrained_file_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         build_model("segformer_tiny", 11, pretrained=str(tmp_path / "none.pth"))
+
+
+def test_segformer_decoder_predicts_at_the_stride4_stage_size():
+    """NVlabs SegFormerHead / mmseg / CIRKD resize every stage to c1's size; at 102x206 that is
+    26x52 (the MiT patch embedding rounds up), where image // 4 would be 25x51."""
+    from segmentation_models_pytorch.decoders.segformer.decoder import SegformerDecoder
+
+    torch.manual_seed(0)
+    model = build_model("segformer_tiny", 5).eval()
+    with torch.no_grad():
+        images = torch.randn(1, 3, 102, 206)
+        out = model(images)
+        assert tuple(out.logits.shape[-2:]) == (26, 52) == tuple(out.features[0].shape[-2:])
+        # the head written out as in NVlabs' SegFormerHead: per-stage linear, resize to c1, fuse
+        c1_size = out.features[0].shape[-2:]
+        resized = []
+        for mlp, stage in zip(model.decoder.mlp_stage, out.features[::-1]):
+            projected = torch.einsum("bchw,ec->behw", stage, mlp.linear.weight)
+            projected = projected + mlp.linear.bias.view(1, -1, 1, 1)
+            resized.append(torch.nn.functional.interpolate(projected, size=c1_size,
+                                                           mode="bilinear", align_corners=False))
+        fused = model.decoder.fuse_stage(torch.cat(resized, dim=1))
+        torch.testing.assert_close(out.decoder_feature, fused, rtol=1e-5, atol=1e-5)
+        # at a multiple of 4 it is smp's decoder, with the same modules and weights
+        smp = SegformerDecoder(list(model.encoder.out_channels), encoder_depth=5,
+                               segmentation_channels=model.info.decoder_channels).eval()
+        smp.load_state_dict(model.decoder.state_dict())
+        even = torch.randn(1, 3, 64, 128)
+        torch.testing.assert_close(model.decoder(model.encoder(even)), smp(model.encoder(even)),
+                                   rtol=0, atol=0)

@@ -7,7 +7,9 @@ only the four real stages for ``SegOutput.features``.
 
 The decoder is smp's ``SegformerDecoder`` (per-stage linear to E channels, bilinear resize to 1/4,
 concat, 1x1 conv-BN-ReLU fuse), which is the SegFormer paper's all-MLP head; then dropout 0.1 and a
-1x1 classifier as in the official ``SegFormerHead``. Unlike smp's ``Segformer`` we do not upsample
+1x1 classifier as in the official ``SegFormerHead``. The resize target is the stride-4 stage's
+own size, as in NVlabs SegFormer, mmseg and CIRKD (smp uses ``image // 4``, one less wherever a
+side is not a multiple of 4; docs/protocol.md §SegFormer output size). Unlike smp's ``Segformer`` we do not upsample
 the logits: the engine upsamples to the label size and distillers read logits at stride 4.
 Embed dim E = 256 for B0/B1 and 768 for B4 (paper, Sec. 4 / official configs).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from segmentation_models_pytorch.decoders.segformer.decoder import SegformerDecoder
 from segmentation_models_pytorch.encoders.mix_transformer import (
     LayerNorm,
@@ -31,11 +34,25 @@ from harness.models.base import ModelInfo, SegModel, SegOutput
 _MIT_STRIDES = (4, 8, 16, 32)
 
 
+class StageSizeSegformerDecoder(SegformerDecoder):
+    """smp's all-MLP decoder (same modules and weights) whose stages are resized to the size of
+    the stride-4 stage rather than to ``image // 4``."""
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: smp's ``[image, 0-channel dummy, s4, s8, s16, s32]`` -> (B, E, H_s4, W_s4)."""
+        stages = [f for f in features[1:] if f.shape[1] > 0][::-1]  # deepest first
+        size = stages[-1].shape[-2:]
+        resized = [F.interpolate(mlp(stage), size=size, mode="bilinear", align_corners=False)
+                   for mlp, stage in zip(self.mlp_stage, stages)]
+        return self.fuse_stage(torch.cat(resized, dim=1))
+
+
 class SegFormer(SegModel):
     """MiT encoder -> all-MLP decoder -> 1x1 classifier.
 
-    forward: images (B, 3, H, W) -> SegOutput with logits (B, K, H/4, W/4), features at strides
-    4/8/16/32, decoder_feature (B, E, H/4, W/4), no aux logits.
+    forward: images (B, 3, H, W) -> SegOutput with logits (B, K, ceil(H/4), ceil(W/4)) (the
+    stride-4 stage's size), features at strides 4/8/16/32, decoder_feature at the logits' size,
+    no aux logits.
     """
 
     def __init__(self, name: str, encoder: MixVisionTransformerEncoder, num_classes: int,
@@ -43,8 +60,8 @@ class SegFormer(SegModel):
         super().__init__()
         self.encoder = encoder
         # smp's out_channels are [3, 0, c1, c2, c3, c4]; the decoder drops the dummy itself.
-        self.decoder = SegformerDecoder(list(encoder.out_channels), encoder_depth=5,
-                                        segmentation_channels=decoder_channels)
+        self.decoder = StageSizeSegformerDecoder(list(encoder.out_channels), encoder_depth=5,
+                                                 segmentation_channels=decoder_channels)
         self.dropout = nn.Dropout(0.1)
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
         self.info = ModelInfo(
