@@ -105,7 +105,15 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     log_every: int = 10
     skip_nonfinite: bool = False  # skip a batch whose loss is NaN/Inf instead of stopping
-    sync_bn: bool = True  # SyncBN under DDP on CUDA
+    sync_bn: bool = True  # SyncBN under DDP on CUDA (student and the method's modules)
+    # logits -> label size for the task loss and evaluation; None: the protocol's
+    align_corners: bool | None = None
+
+
+#: What each protocol fixes beyond the config's own values (docs/protocol.md §Resizing).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "cirkd": {"align_corners": True},  # CIRKD / Af-DCD: SegCrossEntropyLoss and validation
+}
 
 
 @dataclass(frozen=True)
@@ -253,6 +261,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+def align_corners(config: RunConfig) -> bool:
+    """``align_corners`` of the logits resize for the task loss and evaluation:
+    ``train.align_corners`` when set, else the protocol's."""
+    if config.train.align_corners is not None:
+        return config.train.align_corners
+    return PROTOCOLS[config.protocol]["align_corners"]
+
+
 def validate_values(config: RunConfig) -> None:
     """Range checks that types alone do not express."""
     t = config.train
@@ -265,6 +281,8 @@ def validate_values(config: RunConfig) -> None:
         (t.amp in ("auto", "bf16", "off"), "train.amp must be 'auto', 'bf16' or 'off'"),
         (t.channels_last in ("auto", "on", "off"), "train.channels_last must be 'auto', 'on' or 'off'"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (config.protocol in PROTOCOLS, f"protocol {config.protocol!r} is unknown; valid: "
+                                       f"{', '.join(sorted(PROTOCOLS))}"),
         (config.data.batch_size > 0, "data.batch_size must be > 0"),
         (min(config.data.crop) > 0, "data.crop must be positive"),
         (0 < config.data.scale_range[0] <= config.data.scale_range[1], "data.scale_range must be 0 < low <= high"),

@@ -23,8 +23,8 @@ from harness.models import build_model, load_model, save_model
 
 METRIC_KEYS = {"miou", "best_miou", "best_iteration", "per_class_iou", "pixel_accuracy", "iterations",
                "wall_time_s", "images_per_s", "peak_memory_mb", "trainable_params", "method_params",
-               "method", "student", "teacher", "dataset", "seed", "protocol", "config",
-               "teacher_checkpoint", "versions", "git_commit", "device"}
+               "method", "student", "teacher", "dataset", "seed", "protocol", "align_corners",
+               "config", "teacher_checkpoint", "versions", "git_commit", "device"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,9 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
                                              "terrain", "pole", "sign", "person", "car"}
     assert on_disk["iterations"] == 4 and on_disk["seed"] == 0 and on_disk["teacher"] is None
     assert on_disk["teacher_checkpoint"] is None and on_disk["method"] == "baseline"
+    # the cirkd protocol resizes logits with align_corners=True; the model folder records it
+    assert on_disk["protocol"] == "cirkd" and on_disk["align_corners"] is True
+    assert json.loads((run / "model" / "config.json").read_text())["align_corners"] is True
     assert on_disk["trainable_params"] == sum(p.numel() for p in build_model("deeplabv3_tiny", 10).parameters())
     assert on_disk["method_params"] == 0 and on_disk["images_per_s"] > 0
     assert set(on_disk["versions"]) >= {"python", "torch", "timm", "smp"}

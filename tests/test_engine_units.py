@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import TrainConfig
+from harness.config import TrainConfig, align_corners, load_config
+from harness.engine.distributed import DistContext, sync_batchnorm
+from harness.errors import ConfigError
 from harness.engine.data import ResumableSampler
-from harness.engine.evaluate import confusion_matrix, scores_from_confusion
+from harness.engine.evaluate import confusion_matrix, predict_logits, scores_from_confusion
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, trainable_parameters
 from harness.engine.task_loss import task_losses
 from harness.models.base import SegOutput
@@ -84,6 +86,53 @@ def test_task_loss_matches_cross_entropy_and_stays_float32_under_bf16():
     up_aux = torch.nn.functional.interpolate(aux.bfloat16().float(), size=(8, 8), mode="bilinear")
     assert terms["loss_aux"].item() == pytest.approx(
         0.4 * torch.nn.functional.cross_entropy(up_aux, labels, ignore_index=255).item(), rel=1e-5)
+
+
+def _softplus_mean(values):
+    return sum(math.log1p(math.exp(v)) for v in values) / len(values)
+
+
+@pytest.mark.parametrize("align, upsampled", [(True, [0.0, 1.0, 2.0, 3.0]),
+                                              (False, [0.0, 0.75, 2.25, 3.0])])
+def test_task_loss_and_evaluation_resize_with_the_protocol_corner_alignment(align, upsampled):
+    # class 0 logits (0, 3) on a 1x2 map, class 1 logits 0; every label is class 1, so each
+    # pixel's CE is log(1 + exp(z_0)) of the upsampled class-0 logit
+    logits = torch.tensor([[0.0, 3.0], [0.0, 0.0]]).view(1, 2, 1, 2)
+    out = SegOutput(logits=logits, features=[], decoder_feature=logits)
+    terms = task_losses(out, torch.ones(1, 1, 4, dtype=torch.long), 0.4, align_corners=align)
+    assert terms["loss_task"].item() == pytest.approx(_softplus_mean(upsampled), rel=1e-6)
+    model = lambda images: out  # noqa: E731 - a model whose output is fixed
+    predicted = predict_logits(model, torch.zeros(1, 3, 1, 4), (1, 4), align_corners=align)
+    assert predicted[0, 0, 0].tolist() == pytest.approx(upsampled)
+
+
+def test_protocol_sets_align_corners_unless_the_run_overrides_it():
+    assert align_corners(load_config(None, [])) is True  # the cirkd protocol (CIRKD, Af-DCD)
+    assert align_corners(load_config(None, ["train.align_corners=false"])) is False
+    with pytest.raises(ConfigError, match="protocol 'mmseg' is unknown; valid: cirkd"):
+        load_config(None, ["protocol=mmseg"])
+
+
+def test_sync_batchnorm_converts_student_and_method_modules_on_cuda_ddp_only():
+    from harness.methods import build_distiller
+    from harness.models.base import ModelInfo
+
+    student_info = ModelInfo("s", "cnn", 3, (8, 16), (4, 8), 12, 8)
+    teacher_info = ModelInfo("t", "transformer", 3, (16, 32), (4, 8), 20, 4)
+    student = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    methods = [build_distiller(name, student_info, teacher_info) for name in ("cirkd", "heteroakd")]
+
+    def norms(module):
+        return [type(m).__name__ for m in module.modules() if "BatchNorm" in type(m).__name__]
+
+    cuda_ddp = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cuda"))
+    cpu_ddp = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
+    names = [sorted(m.state_dict()) for m in methods]
+    assert sync_batchnorm(cpu_ddp, True, student, *methods) == (student, *methods)
+    assert sync_batchnorm(cuda_ddp, False, student, *methods) == (student, *methods)
+    converted = sync_batchnorm(cuda_ddp, True, student, *methods)
+    assert all(norms(m) and set(norms(m)) == {"SyncBatchNorm"} for m in converted)
+    assert [sorted(m.state_dict()) for m in converted[1:]] == names  # checkpoints still load
 
 
 def test_task_loss_of_all_ignored_batch_is_zero_not_nan():

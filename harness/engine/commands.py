@@ -44,6 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from harness.config import PROTOCOLS, RunConfig
     from harness.data import DATASETS, build_dataset, check_dataset
     from harness.engine import provenance
     from harness.engine.evaluate import evaluate
@@ -67,13 +68,18 @@ def run_eval(args: argparse.Namespace) -> int:
                              expect_dataset=args.dataset)
     dataset = build_dataset(args.dataset, args.root, args.split, train=False, max_images=args.max_images)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scores = evaluate(model.to(device), dataset, device=device, amp=device.type == "cuda")
+    # the model's own protocol (a run's model folder records it), else the default protocol
+    align = meta.get("align_corners")
+    if align is None:
+        align = PROTOCOLS.get(meta.get("protocol"), PROTOCOLS[RunConfig.protocol])["align_corners"]
+    scores = evaluate(model.to(device), dataset, device=device, amp=device.type == "cuda",
+                      align_corners=align)
     result = {
         **scores,
         "model": meta["name"], "model_path": str(folder),
         "model_sha256": provenance.sha256_of(folder / "model.safetensors"),
         "trained_on": meta.get("dataset"), "dataset": args.dataset, "root": str(args.root),
-        "split": args.split, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "split": args.split, "align_corners": align, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
         "device": provenance.device_description(device),
     }
     atomic_write_json(out, result)

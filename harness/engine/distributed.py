@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ def init_distributed() -> DistContext:
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(minutes=30))
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def sync_batchnorm(ctx: DistContext, enabled: bool, *modules: nn.Module) -> tuple[nn.Module, ...]:
+    """The modules with every BatchNorm turned into a SyncBatchNorm when ``enabled`` under CUDA
+    DDP (the references build their students and CIRKD its projection head so); unchanged
+    otherwise (gloo has no SyncBatchNorm kernel). Parameter and buffer names stay the same."""
+    if not (enabled and ctx.distributed and ctx.device.type == "cuda"):
+        return modules
+    return tuple(nn.SyncBatchNorm.convert_sync_batchnorm(module) for module in modules)
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -58,17 +58,19 @@ def scores_from_confusion(confusion: torch.Tensor,
     }
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Student logits (B, K, H, W) upsampled (bilinear) to the label ``size``."""
+def predict_logits(model: nn.Module, images: torch.Tensor, size: tuple[int, int],
+                   align_corners: bool = False) -> torch.Tensor:
+    """Student logits (B, K, H, W) upsampled (bilinear) to the label ``size``
+    (``align_corners`` as the protocol says, docs/protocol.md §Resizing)."""
     logits = model(images).logits
-    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=align_corners)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = None,
              class_names: Sequence[str] | None = None, device: torch.device | str = "cpu",
              amp: bool = False, channels_last: bool = False, max_images: int | None = None,
-             rank: int = 0, world_size: int = 1) -> dict:
+             rank: int = 0, world_size: int = 1, align_corners: bool = False) -> dict:
     """Evaluate ``model`` on ``dataset`` (items: image (3, H, W), labels (H, W)), batch 1.
 
     Under DDP each rank takes every ``world_size``-th image and the confusion matrices are
@@ -94,7 +96,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = No
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
-                logits = predict_logits(model, images, tuple(labels.shape[-2:]))
+                logits = predict_logits(model, images, tuple(labels.shape[-2:]), align_corners)
             confusion += confusion_matrix(logits.argmax(1), labels, num_classes)
     finally:
         model.train(was_training)

@@ -22,12 +22,13 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from harness.config import RunConfig, to_dict
+from harness.config import RunConfig, align_corners, to_dict
 from harness.engine import provenance
 from harness.engine.checkpoint import checkpoint_path, save_checkpoint
 from harness.engine.data import build_train_loader
 from harness.data import check_dataset
-from harness.engine.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
+from harness.engine.distributed import (DistContext, barrier, broadcast_object, init_distributed,
+                                        shutdown, sync_batchnorm)
 from harness.engine.evaluate import evaluate
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, set_lr, trainable_parameters
 from harness.engine.prepare import RunInputs, prepare_run
@@ -119,8 +120,8 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
     channels_last = _flag(tc.channels_last, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     student, distiller, teacher = inputs.student, inputs.distiller, inputs.teacher
-    if ctx.distributed and device.type == "cuda" and tc.sync_bn:
-        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)  # gloo has no SyncBN kernel
+    student, distiller = sync_batchnorm(ctx, tc.sync_bn, student, distiller)
+    align = align_corners(config)
     student.to(device, memory_format=memory_format).train()
     distiller.to(device).train()
     if teacher is not None:
@@ -167,7 +168,8 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
     def run_eval() -> dict:
         return evaluate(student, inputs.val_set, num_classes=inputs.num_classes,
                         class_names=inputs.class_names, device=device, amp=amp,
-                        channels_last=channels_last, rank=ctx.rank, world_size=ctx.world_size)
+                        channels_last=channels_last, rank=ctx.rank, world_size=ctx.world_size,
+                        align_corners=align)
 
     def checkpoint(iteration: int) -> None:
         rngs = [rng_state()]
@@ -210,7 +212,7 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
                     with torch.no_grad():
                         out_t = teacher(images)
                 out_s, method_terms = module(images, labels, out_t)
-            terms = task_losses(out_s, labels, tc.aux_weight)
+            terms = task_losses(out_s, labels, tc.aux_weight, align)
             terms.update(method_terms)
             total = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
@@ -297,6 +299,7 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
         "dataset": config.data.name,
         "seed": config.seed,
         "protocol": config.protocol,
+        "align_corners": align,
         "lr": base_lr,
         "amp": "bf16" if amp else "off",
         "channels_last": channels_last,
@@ -322,7 +325,8 @@ def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list,
     from harness.models import save_model
 
     metadata = {"dataset": config.data.name, "miou": metrics["miou"], "iterations": metrics["iterations"],
-                "seed": config.seed, "method": config.method.name, "protocol": config.protocol}
+                "seed": config.seed, "method": config.method.name, "protocol": config.protocol,
+                "align_corners": metrics["align_corners"]}
     # save_model writes each file atomically; the folder swap makes model/ appear whole.
     final, tmp, old = out_dir / "model", out_dir / ".model.tmp", out_dir / ".model.old"
     shutil.rmtree(tmp, ignore_errors=True)
