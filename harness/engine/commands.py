@@ -79,7 +79,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "model": meta["name"], "model_path": str(folder),
         "model_sha256": provenance.sha256_of(folder / "model.safetensors"),
         "trained_on": meta.get("dataset"), "dataset": args.dataset, "root": str(args.root),
-        "split": args.split, "align_corners": align, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "split": args.split, "align_corners": align, "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
         "device": provenance.device_description(device),
     }
     atomic_write_json(out, result)

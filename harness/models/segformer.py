@@ -9,8 +9,9 @@ The decoder is smp's ``SegformerDecoder`` (per-stage linear to E channels, bilin
 concat, 1x1 conv-BN-ReLU fuse), which is the SegFormer paper's all-MLP head; then dropout 0.1 and a
 1x1 classifier as in the official ``SegFormerHead``. The resize target is the stride-4 stage's
 own size, as in NVlabs SegFormer, mmseg and CIRKD (smp uses ``image // 4``, one less wherever a
-side is not a multiple of 4; docs/protocol.md §SegFormer output size). Unlike smp's ``Segformer`` we do not upsample
-the logits: the engine upsamples to the label size and distillers read logits at stride 4.
+side is not a multiple of 4; docs/protocol.md §SegFormer output size). Unlike smp's
+``Segformer`` we do not upsample the logits: the engine upsamples to the label size and
+distillers read logits at stride 4.
 Embed dim E = 256 for B0/B1 and 768 for B4 (paper, Sec. 4 / official configs).
 """
 from __future__ import annotations
