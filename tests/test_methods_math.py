@@ -117,6 +117,12 @@ def test_cwd_presets_values():
         5.0 * cwd_loss(out_s.logits, resized_t, 1.0).item(), abs=TOL)
     segformer = build_distiller("cwd", info, info_t, preset="segformer")
     assert (segformer.options.logits_weight, segformer.options.feature_weight) == (0.3, 5.0)
+    # the cirkd preset (and no preset) weigh by the student's family, as CIRKD's two scripts
+    for preset in ("cirkd", None):
+        as_student = build_distiller("cwd", info_t, info, preset=preset).options
+        assert (as_student.tau, as_student.logits_weight, as_student.feature_weight) == \
+            (4.0, 0.3, 5.0)
+    assert build_distiller("cwd", info_t, info, preset="cnn").options.feature_weight == 50.0
 
 
 def _cwd_feature_term(normalize_by: str) -> float:

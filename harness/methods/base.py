@@ -8,12 +8,13 @@ already-weighted loss terms named ``loss_<term>``; the engine adds the task loss
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from harness.errors import ConfigError
 from harness.models.base import ModelInfo, SegOutput
 from harness.registry import Registry
 
@@ -28,12 +29,16 @@ class Options:
 class Distiller(nn.Module):
     """Base class for a distillation method.
 
-    Subclasses set ``Options`` (a frozen dataclass), ``presets`` (name -> overrides) and
-    ``needs_teacher``; they implement :meth:`forward`.
+    Subclasses set ``Options`` (a frozen dataclass), ``presets`` (name -> overrides),
+    ``family_defaults`` and ``needs_teacher``; they implement :meth:`forward`.
     """
 
     Options: ClassVar[type] = Options
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: student family -> values for the options left ``None`` (defaults a reference picks by
+    #: the student's architecture, e.g. CIRKD's SegFormer-student script); after construction
+    #: ``self.options`` holds the resolved values.
+    family_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_teacher: ClassVar[bool] = True
     #: If set, the engine clips the grad-norm of this module's own parameters to this value
     #: (Af-DCD clips its loss-module parameters at 15) before the optimiser step.
@@ -45,7 +50,22 @@ class Distiller(nn.Module):
             raise ValueError(f"method {type(self).__name__} needs a teacher; set model.teacher")
         self.student_info = student
         self.teacher_info = teacher
-        self.options = options
+        self.options = self.resolve_family_defaults(options, student)
+
+    @classmethod
+    def resolve_family_defaults(cls, options: Any, student: ModelInfo) -> Any:
+        """``options`` with every ``None`` that ``family_defaults`` covers for the student's
+        family replaced by its value; one still ``None`` is a ConfigError naming it."""
+        defaults = cls.family_defaults.get(student.family, {})
+        unset = {name: value for name, value in defaults.items()
+                 if getattr(options, name) is None}
+        options = replace(options, **unset) if unset else options
+        names = {name for values in cls.family_defaults.values() for name in values}
+        missing = sorted(name for name in names if getattr(options, name) is None)
+        if missing:
+            raise ConfigError(f"method {cls.__name__} has no default for {missing} with a "
+                              f"{student.family!r} student; set them in method.options")
+        return options
 
     @classmethod
     def make_options(cls, preset: str | None = None, **overrides: Any) -> Any:

@@ -37,8 +37,10 @@ Choices where we deviate or interpret (each is an option or stated here):
   ``(i, j)`` pairs (self-pairs included) of every group. Average pooling before them:
   ``p2p_pool`` (the 2023 code's 2x2 ``pooling`` flag, on in its SegFormer script) or
   ``p2p_auto_pool`` (the 2025 code: 4x4 whenever the map is at least 256x256).
-- Presets: ``segformer`` is the reference's SegFormer-student script (pixel queue 2000,
-  2x2 pooling); see docs/deviations.md for every difference from the reference.
+- The pixel queue size and the 2x2 pooling follow the student's family unless set, as the
+  reference picks them by script: 20000 and none for CNN students (``train_cirkd.py``), 2000
+  and 2x2 for SegFormer students (``train_cirkd_segformer.py``); presets ``cnn`` /
+  ``segformer`` force one. docs/deviations.md lists every difference from the reference.
 - All randomness (pixel choice, negatives) comes from torch's global RNG, so a seed repeats it.
 
 Memory (one step at a 512x1024 crop, OS8 -> 64x128 = 8192 positions, B=2, D=256, K=19):
@@ -92,11 +94,12 @@ class CIRKDOptions(Options):
     lambda_region_memory: float = 0.1  # CIRKD --lambda-memory-region 0.1 (VOC 0.01)
     p2p_tau: float = 0.1  # CIRKD --contrast-temperature / mini-batch temperature 0.1
     p2p_group: int = 2  # reference: 2 images per GPU are paired with each other
-    p2p_pool: int = 1  # reference `pooling` flag (2x2 avg-pool before relations), off by default
+    # reference `pooling` flag (2x2 avg-pool before relations); None: by the student's family
+    p2p_pool: int | None = None
     p2p_auto_pool: bool = False  # CIRKD 2025: 4x4 avg-pool when the map is >= 256x256
     memory_tau: float = 0.1  # CIRKD contrast_temperature 0.1
     memory_temperature: float = 1.0  # CIRKD contrast_kd_temperature T' = 1
-    pixel_queue_size: int = 20000  # CIRKD pixel_memory_size
+    pixel_queue_size: int | None = None  # CIRKD pixel_memory_size; None: by the student's family
     region_queue_size: int = 2000  # CIRKD region_memory_size
     pixels_per_class: int = 16  # CIRKD pixel_update_freq
     # ours: the class's own pixels; "reference": CIRKD's draw among the first n_c positions
@@ -339,15 +342,24 @@ class CIRKD(Distiller):
         "ade20k": {},  # CIRKD reports ADE20K with the Cityscapes weights
         "camvid": {},  # CIRKD reports CamVid with the Cityscapes weights
         "voc": {"lambda_pixel_memory": 0.01, "lambda_region_memory": 0.01},  # CIRKD VOC script
-        # CIRKD train_cirkd_segformer.py + its script: --pixel-memory-size 2000, pooling=True
+        # one family's settings for any student (see family_defaults)
+        "cnn": {"pixel_queue_size": 20000, "p2p_pool": 1},
         "segformer": {"pixel_queue_size": 2000, "p2p_pool": 2},
         # ours: a tenth of the reference queues so CPU demo runs and checkpoints stay small
         "toycity": {"pixel_queue_size": 2000, "region_queue_size": 200},
     }
 
+    family_defaults = {
+        # train_cirkd.py: --pixel-memory-size 20000, no pooling
+        "cnn": {"pixel_queue_size": 20000, "p2p_pool": 1},
+        # train_cirkd_segformer.py (pooling=True) and its script (--pixel-memory-size 2000)
+        "transformer": {"pixel_queue_size": 2000, "p2p_pool": 2},
+    }
+
     def __init__(self, student: ModelInfo, teacher: ModelInfo | None,
                  options: CIRKDOptions) -> None:
         super().__init__(student, teacher, options)
+        options = self.options  # family defaults resolved
         assert teacher is not None
         if options.pixel_sampling not in PIXEL_SAMPLING:
             raise ConfigError(f"unknown cirkd pixel_sampling {options.pixel_sampling!r}; "

@@ -10,9 +10,10 @@ decoder channel counts differ, a 1x1 conv without bias maps student to teacher c
 ``C`` of the feature term is the student's channel count by default, as CIRKD's
 ``losses/cwd.py`` reads it before that conv (``normalize_by="teacher"``: the compared channels).
 
-Presets: ``cirkd`` (the default values; CIRKD codebase: tau 4, weight 3 on logits, 50 on the
-feature), ``segformer`` (CIRKD's SegFormer script: weight 0.3 on logits, 5 on the feature) and
-``mmrazor`` (logits only, tau 1, weight 5). Unlike the CIRKD codebase's "CWD" row, this method
+Weights: unless set, by the student's family as the CIRKD scripts (CNN: 3 on logits, 50 on
+the feature; SegFormer: 0.3 and 5), tau 4. Presets: ``cirkd`` (those defaults), ``cnn`` and
+``segformer`` (one family's weights for any student), ``mmrazor`` (logits only, tau 1,
+weight 5). Unlike the CIRKD codebase's "CWD" row, this method
 adds no KD and no adversarial term (the results tables say so; docs/deviations.md).
 Like the references, all positions count, ignored ones included (a spatial softmax has no
 per-pixel label to drop).
@@ -36,8 +37,9 @@ from harness.models.base import ModelInfo, SegOutput
 @dataclass(frozen=True)
 class Options(BaseOptions):
     tau: float = 4.0  # CIRKD codebase (docs/methods.md §CWD)
-    logits_weight: float = 3.0  # CIRKD codebase
-    feature_weight: float = 50.0  # CIRKD codebase, head feature; 0 disables the feature term
+    # None: by the student's family (family_defaults), as the CIRKD scripts; 0 disables a term
+    logits_weight: float | None = None
+    feature_weight: float | None = None  # the head feature
     # CIRKD losses/cwd.py divides the feature term by B x C_student (shape read before align)
     normalize_by: Literal["student", "teacher"] = "student"
 
@@ -67,14 +69,21 @@ class CWD(Distiller):
 
     Options = Options
     presets = {
-        "cirkd": {"tau": 4.0, "logits_weight": 3.0, "feature_weight": 50.0},
-        # CIRKD train_cwd.sh, SegFormer B4 -> B0 (--lambda-cwd-logit 0.3 --lambda-cwd-fea 5.)
+        "cirkd": {"tau": 4.0},  # the CIRKD codebase: weights by the student's family
+        "cnn": {"tau": 4.0, "logits_weight": 3.0, "feature_weight": 50.0},
         "segformer": {"tau": 4.0, "logits_weight": 0.3, "feature_weight": 5.0},
         "mmrazor": {"tau": 1.0, "logits_weight": 5.0, "feature_weight": 0.0},
+    }
+    family_defaults = {
+        # CIRKD train_cwd.sh: --lambda-cwd-logit 3. --lambda-cwd-fea 50. (train_kd.py)
+        "cnn": {"logits_weight": 3.0, "feature_weight": 50.0},
+        # ... and for SegFormer B4 -> B0: 0.3 and 5. (train_kd_segformer.py)
+        "transformer": {"logits_weight": 0.3, "feature_weight": 5.0},
     }
 
     def __init__(self, student: ModelInfo, teacher: ModelInfo | None, options: Options) -> None:
         super().__init__(student, teacher, options)
+        options = self.options  # family defaults resolved
         if options.normalize_by not in NORMALIZE_BY:
             raise ConfigError(f"unknown cwd normalize_by {options.normalize_by!r}; "
                               f"valid: {', '.join(NORMALIZE_BY)}")
