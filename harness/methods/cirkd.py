@@ -53,13 +53,10 @@ KL is computed in row chunks of ``row_chunk`` anchors under activation checkpoin
 chunk's ``row_chunk x 8192`` matrices live at once (2048 rows: 67 MB each) and the backward
 recomputes them. Memory KL logits are ``N_anchors x 4115`` (pixels) and ``x 1026`` (regions),
 handled the same way. On the demo (segformer_tiny student at 64x128, batch 8: 4096 anchors x 4100
-pixel negatives) everything fits the budget, and the step went from 667 to ~320 ms (CPU, 2
-threads) against the autograd-and-always-recompute version. Measured on CPU, 1 thread, before
-the analytic gradient (B=2, 64x128, C_s=128, C_t=256, K=19, reference queue sizes; resident
-memory above the inputs): ``loss_p2p_batch`` forward + backward 34 s, 359 MB; enqueue 13-21 ms;
-both memory terms forward + backward 8.6-8.8 s, 76-141 MB. A SegFormer student's head feature is
-at 1/4 (128x256): the relations then cost 16x the time at the same chunked memory;
-``p2p_pool = 2`` (the reference's ``pooling`` flag) brings them back to the 64x128 cost.
+pixel negatives) everything fits the budget. A SegFormer student's head feature is at 1/4
+(128x256 at a 512x1024 crop): unpooled, the relations would cost 16x the 64x128 time at the same
+chunked memory; the 2x2 pooling SegFormer students get by default (``p2p_pool``, the
+reference's ``pooling`` flag) brings them back to the 64x128 cost.
 """
 from __future__ import annotations
 
