@@ -49,7 +49,7 @@ def init_distributed() -> DistContext:
 
 def sync_batchnorm(ctx: DistContext, enabled: bool, *modules: nn.Module) -> tuple[nn.Module, ...]:
     """The modules with every BatchNorm turned into a SyncBatchNorm when ``enabled`` under CUDA
-    DDP (the references build their students and CIRKD its projection head so); unchanged
+    DDP (as the references build their students and distillation heads); unchanged
     otherwise (gloo has no SyncBatchNorm kernel). Parameter and buffer names stay the same."""
     if not (enabled and ctx.distributed and ctx.device.type == "cuda"):
         return modules
