@@ -214,6 +214,58 @@ def test_every_method_starts_the_same_student_and_random_stream(toy_root, tmp_pa
     assert not all(torch.equal(other[key], baseline_state[key]) for key in baseline_state)
 
 
+@pytest.mark.parametrize("method", ["heteroakd", "afdcd"])
+def test_benchmark_full_step_gives_the_terms_of_a_training_iteration(toy_root, tmp_path, teacher_dir,
+                                                                      monkeypatch, method):
+    """The cost benchmark times the step that trains: on the loop's first batch, the run's
+    initial models and the random state the step started from (the student has dropout),
+    ``DistillStep.full_step`` returns exactly the loss terms of log.csv row 1."""
+    import copy
+
+    from harness.bench.step import DistillStep, build_optimizer
+    from harness.engine import loop
+    from harness.engine.seeding import rng_state, set_rng_state
+    from harness.engine.step import Precision
+
+    seen = {}
+
+    def spy_prepare(*args, **kwargs):
+        inputs = real_prepare(*args, **kwargs)
+        seen["models"] = copy.deepcopy((inputs.student, inputs.teacher, inputs.distiller))
+        return inputs
+
+    def spy_loader(*args, **kwargs):
+        loader, sampler = real_loader(*args, **kwargs)
+
+        class FirstBatchKept:
+            def __iter__(self):
+                for batch in loader:
+                    if "batch" not in seen:  # workers=0: the sample's RNG use is undone
+                        seen["batch"], seen["rng"] = batch, rng_state()
+                    yield batch
+
+        return FirstBatchKept(), sampler
+
+    real_prepare, real_loader = loop.prepare_run, loop.build_train_loader
+    monkeypatch.setattr(loop, "prepare_run", spy_prepare)
+    monkeypatch.setattr(loop, "build_train_loader", spy_loader)
+    config = tiny(toy_root, f"method.name={method}", "model.teacher=segformer_tiny",
+                  f"model.teacher_checkpoint={teacher_dir.parent}", "train.iterations=1",
+                  "train.eval_every=0")
+    train(config, tmp_path / "run")
+    row = read_log(tmp_path / "run")[0]
+    logged = {k: float(v) for k, v in row.items() if k.startswith("loss_")}
+
+    student, teacher, distiller = seen["models"]
+    images, labels = seen["batch"]
+    step = DistillStep(student, teacher, distiller, images, labels, Precision(False, False),
+                       build_optimizer(student, distiller, "sgd", 0.01), config=config)
+    set_rng_state(seen["rng"])
+    step.full_step()
+    assert {"loss_task", "loss_aux", "loss_total"} < set(logged)
+    assert step.last_terms == logged  # same names, same order, bit-identical values
+
+
 @pytest.fixture(scope="module")
 def wrong_teachers(tmp_path_factory):
     base = tmp_path_factory.mktemp("wrong")

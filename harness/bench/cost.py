@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from harness.bench.step import DistillStep, Precision, build_optimizer
+from harness.bench.step import DistillStep, build_optimizer
 from harness.bench.timing import interleaved_medians, peak_memory_mb, reset_peak_memory
+from harness.engine.step import Precision
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from harness.bench.step import Precision, build_optimizer
+from harness.bench.step import build_optimizer
 from harness.bench.timing import median_seconds
-from harness.engine.task_loss import task_losses
+from harness.engine.step import Precision, StepParts, StudentWithDistiller, train_step
 
 #: the real datasets of the paper grid (docs/protocol.md §The paper grid)
 PAPER_DATASETS = ("cityscapes", "voc", "ade20k")
@@ -70,25 +70,22 @@ def eval_throughput(model: torch.nn.Module, size: tuple[int, int], batch: int = 
 def training_consumption(model: torch.nn.Module, crop: tuple[int, int], batch: int,
                          warmup: int = 1, repeats: int = 5, device: torch.device | str = "cpu",
                          precision: Precision | None = None, optimizer: str = "auto") -> float:
-    """Images/s a student-only training step (forward, task loss, backward, step) consumes."""
+    """Images/s the training step of the student alone (method ``baseline``) consumes."""
+    from harness.methods import build_distiller
+
     device = torch.device(device)
     precision = precision or Precision.resolve("auto", "auto", device)
     model = precision.prepare(model.to(device)).train()
     kind = optimizer if optimizer != "auto" else (
         "adamw" if model.info.family == "transformer" else "sgd")
     opt = build_optimizer(model, torch.nn.Module(), kind, 2e-4 if kind == "adamw" else 0.01)
+    parts = StepParts(StudentWithDistiller(model, build_distiller("baseline", model.info, None)),
+                      None, opt, precision)
     num_classes = model.info.num_classes
     images = precision.images(torch.randn(batch, 3, *crop).to(device))
     labels = torch.randint(0, num_classes, (batch, *crop)).to(device)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with precision.autocast(device):
-            out = model(images)
-        sum(task_losses(out, labels, 0.4).values()).backward()
-        opt.step()
-
-    return batch / median_seconds(step, device, warmup, repeats)
+    seconds = median_seconds(lambda: train_step(parts, images, labels), device, warmup, repeats)
+    return batch / seconds
 
 
 def loader_throughput(dataset: torch.utils.data.Dataset, batch: int, workers: int,

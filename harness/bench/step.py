@@ -1,68 +1,24 @@
-"""The three steps the cost benchmark times, built from the same pieces as a training step.
+"""The steps the cost benchmark times, on one batch and one student/teacher/distiller.
 
 - ``teacher_forward``: the frozen teacher in eval mode under ``no_grad``.
-- ``student_step``: student forward, task loss (CE + 0.4 aux CE), backward, optimiser step.
-- ``full_step``: teacher forward + student forward + task loss + the distiller's terms,
-  backward, the distiller's own grad-norm clip (``Distiller.max_grad_norm``), optimiser step.
+- ``student_step``: the training step of the student alone (method ``baseline``, no teacher).
+- ``full_step``: the training step of the distilled student.
 
-``limit = teacher_forward + student_step`` is what any distillation step must cost at least;
-``full_step - limit`` is the method's own share.
-
-The engine owns the training loop; the steps here use its pieces (``task_losses``, the optimiser
-builder) and mirror its order: teacher under ``no_grad``, student and distiller under bf16
-autocast on CUDA (channels_last there too), loss terms summed in float32, the distiller's own
-grad clip, one optimiser step.
+Both steps are the engine's :func:`~harness.engine.step.train_step`, the one the training loop
+calls. ``limit = teacher_forward + student_step`` is what any distillation step must cost at
+least; ``full_step - limit`` is the method's own share.
 """
 from __future__ import annotations
-
-import contextlib
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from harness.config import TrainConfig
+from harness.config import RunConfig, TrainConfig, align_corners
 from harness.engine.optim import build_optimizer as engine_build_optimizer
 from harness.engine.optim import trainable_parameters
-from harness.engine.task_loss import task_losses
+from harness.engine.step import Precision, StepParts, StudentWithDistiller, train_step
 from harness.methods.base import Distiller
 from harness.models.base import SegModel, SegOutput
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How a step runs: bf16 autocast and/or channels_last (both default on CUDA only)."""
-
-    amp: bool
-    channels_last: bool
-
-    @classmethod
-    def resolve(cls, amp: str, channels_last: str, device: torch.device) -> "Precision":
-        """``amp``: auto | bf16 | off; ``channels_last``: auto | on | off (RunConfig's values)."""
-        if amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {amp!r}")
-        if channels_last not in ("auto", "on", "off"):
-            raise ValueError(f"channels_last must be 'auto', 'on' or 'off', got {channels_last!r}")
-        on_cuda = device.type == "cuda"
-        return cls(amp=amp == "bf16" or (amp == "auto" and on_cuda),
-                   channels_last=channels_last == "on" or (channels_last == "auto" and on_cuda))
-
-    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """bf16 autocast on ``device`` when on, else a null context."""
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-    def images(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in the memory format the models run in."""
-        if self.channels_last:
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
-
-    def prepare(self, module: nn.Module) -> nn.Module:
-        if self.channels_last:
-            module.to(memory_format=torch.channels_last)
-        return module
 
 
 def build_optimizer(student: nn.Module, distiller: nn.Module, kind: str,
@@ -75,26 +31,34 @@ def build_optimizer(student: nn.Module, distiller: nn.Module, kind: str,
 
 
 class DistillStep:
-    """One batch, one student/teacher/distiller, and the three timed steps over them.
+    """One batch, one student/teacher/distiller, and the timed steps over them.
 
-    images: (B, 3, H, W) float; labels: (B, H, W) int64 with 255 = ignore.
+    images: (B, 3, H, W) float; labels: (B, H, W) int64 with 255 = ignore. ``config`` (default:
+    the default run config) supplies the task loss's ``aux_weight`` and ``align_corners`` and the
+    student's ``grad_clip``, as in a training run.
     """
 
     def __init__(self, student: SegModel, teacher: SegModel, distiller: Distiller,
                  images: torch.Tensor, labels: torch.Tensor, precision: Precision,
-                 optimizer: torch.optim.Optimizer, aux_weight: float = 0.4) -> None:
+                 optimizer: torch.optim.Optimizer, config: RunConfig | None = None) -> None:
+        from harness.methods import build_distiller
+
+        config = config or RunConfig()
         self.device = images.device
         self.student = precision.prepare(student).train()
         self.teacher = precision.prepare(teacher).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        # As the engine: channels_last for the two models and the images only.
+        self.teacher.requires_grad_(False)
         self.distiller = distiller.train()
         self.images = precision.images(images)
         self.labels = labels
         self.precision = precision
-        self.optimizer = optimizer
-        self.aux_weight = aux_weight
+        settings = {"aux_weight": config.train.aux_weight, "grad_clip": config.train.grad_clip,
+                    "align_corners": align_corners(config)}
+        self.full = StepParts(StudentWithDistiller(self.student, distiller), self.teacher,
+                              optimizer, precision, **settings)
+        alone = build_distiller("baseline", student.info, None)
+        self.alone = StepParts(StudentWithDistiller(self.student, alone), None, optimizer,
+                               precision, **settings)
         self.last_terms: dict[str, float] = {}
 
     def _teacher_out(self) -> SegOutput:
@@ -105,30 +69,10 @@ class DistillStep:
         self._teacher_out()
 
     def student_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.precision.autocast(self.device):
-            out_s = self.student(self.images)
-        loss = sum(task_losses(out_s, self.labels, self.aux_weight).values())
-        loss.backward()
-        self.optimizer.step()
+        train_step(self.alone, self.images, self.labels)
 
     def full_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        out_t = self._teacher_out()
-        with self.precision.autocast(self.device):
-            out_s = self.student(self.images)
-            terms = self.distiller(out_s, out_t, self.labels)
-        loss = sum(task_losses(out_s, self.labels, self.aux_weight).values())
-        for value in terms.values():
-            loss = loss + value.float()
-        loss.backward()
-        if self.distiller.max_grad_norm is not None:
-            own = [p for p in self.distiller.parameters() if p.grad is not None]
-            if own:
-                torch.nn.utils.clip_grad_norm_(own, self.distiller.max_grad_norm)
-        self.optimizer.step()
-        self.last_terms = dict(zip(terms, torch.stack(
-            [value.detach().float() for value in terms.values()]).tolist())) if terms else {}
+        self.last_terms = train_step(self.full, self.images, self.labels)
 
     def prepare_method_alone(self) -> None:
         """Cache one teacher output and a student output whose tensors are fresh leaves, for

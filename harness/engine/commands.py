@@ -49,6 +49,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from harness.engine import provenance
     from harness.engine.evaluate import evaluate
     from harness.engine.prepare import resolve_teacher_folder
+    from harness.engine.step import Precision
     from harness.errors import ConfigError
     from harness.io import atomic_write_json, check_writable_dir
     from harness.models import load_model
@@ -68,12 +69,13 @@ def run_eval(args: argparse.Namespace) -> int:
                              expect_dataset=args.dataset)
     dataset = build_dataset(args.dataset, args.root, args.split, train=False, max_images=args.max_images)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = Precision.resolve("auto", "auto", device)  # the training defaults
     # the model's own protocol (a run's model folder records it), else the default protocol
     align = meta.get("align_corners")
     if align is None:
         align = PROTOCOLS.get(meta.get("protocol"), PROTOCOLS[RunConfig.protocol])["align_corners"]
-    scores = evaluate(model.to(device), dataset, device=device, amp=device.type == "cuda",
-                      align_corners=align)
+    scores = evaluate(precision.prepare(model.to(device)), dataset, device=device,
+                      precision=precision, align_corners=align)
     result = {
         **scores,
         "model": meta["name"], "model_path": str(folder),

@@ -3,7 +3,6 @@ dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy
 (docs/protocol.md §Reference protocol)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from harness import IGNORE_INDEX
+from harness.engine.step import Precision
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ def predict_logits(model: nn.Module, images: torch.Tensor, size: tuple[int, int]
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = None,
              class_names: Sequence[str] | None = None, device: torch.device | str = "cpu",
-             amp: bool = False, channels_last: bool = False, max_images: int | None = None,
+             precision: Precision | None = None, max_images: int | None = None,
              rank: int = 0, world_size: int = 1, align_corners: bool = False) -> dict:
-    """Evaluate ``model`` on ``dataset`` (items: image (3, H, W), labels (H, W)), batch 1.
+    """Evaluate ``model`` on ``dataset`` (items: image (3, H, W), labels (H, W)), batch 1, under
+    ``precision`` (default: float32, contiguous).
 
     Under DDP each rank takes every ``world_size``-th image and the confusion matrices are
     summed across ranks, so every rank returns the same dataset-level scores.
@@ -87,15 +88,12 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = No
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp
-                else contextlib.nullcontext())
+    precision = precision or Precision(amp=False, channels_last=False)
     try:
         for images, labels in loader:
-            images = images.to(device, non_blocking=True)
+            images = precision.images(images.to(device, non_blocking=True))
             labels = labels.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast:
+            with precision.autocast(device):
                 logits = predict_logits(model, images, tuple(labels.shape[-2:]), align_corners)
             confusion += confusion_matrix(logits.argmax(1), labels, num_classes)
     finally:

@@ -1,12 +1,12 @@
-"""``train(config, out_dir)``: the iteration loop.
+"""``train(config, out_dir)``: set up, resume, loop, finish.
 
 It knows no distillation method: the distiller is an ``nn.Module`` that maps (student output,
-teacher output, labels) to a dict of weighted ``loss_<term>`` s; the loop adds the task loss,
-sums, and optimises every trainable parameter of the student and of the distiller.
+teacher output, labels) to a dict of weighted ``loss_<term>`` s; one step
+(:func:`harness.engine.step.train_step`) adds the task loss, sums, and optimises every trainable
+parameter of the student and of the distiller.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
@@ -14,26 +14,29 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from harness.config import RunConfig, align_corners, to_dict
+from harness.data import check_dataset
 from harness.engine import provenance
 from harness.engine.checkpoint import checkpoint_path, save_checkpoint
-from harness.engine.data import build_train_loader
-from harness.data import check_dataset
+from harness.engine.data import ResumableSampler, build_train_loader
 from harness.engine.distributed import (DistContext, barrier, broadcast_object, init_distributed,
                                         shutdown, sync_batchnorm)
 from harness.engine.evaluate import evaluate
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, set_lr, trainable_parameters
 from harness.engine.prepare import RunInputs, prepare_run
 from harness.engine.seeding import rng_state, seed_everything, set_rng_state, use_deterministic_algorithms
-from harness.engine.task_loss import task_losses
+from harness.engine.step import (TOTAL, Precision, StepParts, StudentWithDistiller, first_nonfinite,
+                                 train_step)
 from harness.errors import UserError
 from harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
@@ -44,22 +47,50 @@ class NonFiniteLossError(UserError):
     """A loss term became NaN or Inf."""
 
 
-class StudentWithDistiller(nn.Module):
-    """Student and distiller as one module, so that DDP all-reduces the gradients of both."""
+@dataclass
+class _Run:
+    """What :func:`_setup` builds for one run: inputs, models on the device, optimiser, data."""
 
-    def __init__(self, student: nn.Module, distiller: nn.Module) -> None:
-        super().__init__()
-        self.student = student
-        self.distiller = distiller
+    config: RunConfig
+    out_dir: Path
+    ctx: DistContext
+    inputs: RunInputs
+    resolved: dict[str, Any]  # the config as written to config.yaml
+    precision: Precision
+    align_corners: bool  # of the logits resize for the task loss and evaluation
+    student: nn.Module  # student and distiller: SyncBN-converted under DDP on CUDA
+    distiller: nn.Module
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    loader: DataLoader
+    sampler: ResumableSampler
+    started: float  # perf_counter() at the start of this process's part of the run
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, out_t: Any) -> tuple[Any, dict]:
-        out_s = self.student(images)
-        return out_s, self.distiller(out_s, out_t, labels)
+    @property
+    def per_rank_batch(self) -> int:
+        return self.config.data.batch_size // self.ctx.world_size
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.sampler.num_samples // self.per_rank_batch
 
 
-def _flag(value: str, device: torch.device) -> bool:
-    """'auto' -> on with CUDA, off on CPU; 'bf16'/'on' force it on; 'off' off."""
-    return device.type == "cuda" if value == "auto" else value in ("bf16", "on")
+@dataclass
+class _Progress:
+    """What a checkpoint saves and a resume restores, plus this process's training time."""
+
+    iteration: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"miou": -math.inf, "iteration": None})
+    skipped: int = 0
+    start_iteration: int = 0
+    elapsed_before: float = 0.0  # wall / training seconds of the interrupted part(s) of the run
+    train_time_before: float = 0.0
+    train_time: float = 0.0
+
+    @property
+    def total_train_time(self) -> float:
+        return self.train_time_before + self.train_time
 
 
 def _csv_text(rows: list[dict[str, float]]) -> str:
@@ -90,25 +121,38 @@ def train(config: RunConfig, out_dir: str | Path) -> dict:
 
 
 def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
+    run = _setup(config, out_dir, ctx)
+    progress = _resume(run)
+    _loop(run, _step_parts(run), progress)
+    return _finish(run, progress)
+
+
+def _check_data_on_main(config: RunConfig, ctx: DistContext) -> None:
+    """Under DDP, rank 0 checks (and for a generated dataset, generates) the data alone; the
+    others wait, then raise the same error if there was one, instead of racing or hanging."""
+    problem = None
+    if ctx.is_main:
+        try:
+            check_dataset(config.data.name, config.data.root,
+                          splits=[config.data.train_split, config.data.val_split])
+        except UserError as err:
+            problem = err
+    problem = broadcast_object(ctx, problem)
+    if problem is not None:
+        raise problem
+
+
+def _setup(config: RunConfig, out_dir: Path, ctx: DistContext) -> _Run:
+    """Seed, check every input, write config.yaml, put the models on the device, build the
+    optimiser and the data stream."""
     started = time.perf_counter()
     tc = config.train
     # Seed before building anything: the models' random init follows the seed too.
     seed_everything(config.seed)
     use_deterministic_algorithms(ctx.device)
     if ctx.distributed:
-        # Rank 0 checks (and for the built-in dataset, generates) the data alone; the others
-        # wait, then raise the same error if there was one, instead of racing or hanging.
-        problem = None
-        if ctx.is_main:
-            try:
-                check_dataset(config.data.name, config.data.root,
-                              splits=[config.data.train_split, config.data.val_split])
-            except UserError as err:
-                problem = err
-        problem = broadcast_object(ctx, problem)
-        if problem is not None:
-            raise problem
-    inputs: RunInputs = prepare_run(config, out_dir, ctx.world_size)
+        _check_data_on_main(config, ctx)
+    inputs = prepare_run(config, out_dir, ctx.world_size)
     resolved = to_dict(config)
     if ctx.is_main:
         ensure_writable_dir(out_dir)
@@ -116,208 +160,223 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
     barrier(ctx)
 
     device = ctx.device
-    amp = _flag(tc.amp, device)
-    channels_last = _flag(tc.channels_last, device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    student, distiller, teacher = inputs.student, inputs.distiller, inputs.teacher
-    student, distiller = sync_batchnorm(ctx, tc.sync_bn, student, distiller)
-    align = align_corners(config)
-    student.to(device, memory_format=memory_format).train()
+    precision = Precision.resolve(tc.amp, tc.channels_last, device)
+    student, distiller = sync_batchnorm(ctx, tc.sync_bn, inputs.student, inputs.distiller)
+    precision.prepare(student.to(device)).train()
     distiller.to(device).train()
-    if teacher is not None:
-        teacher.to(device, memory_format=memory_format).eval()
-        teacher.requires_grad_(False)
+    if inputs.teacher is not None:
+        precision.prepare(inputs.teacher.to(device)).eval()
+        inputs.teacher.requires_grad_(False)
 
-    batch_size = config.data.batch_size
-    per_rank_batch = batch_size // ctx.world_size
-    base_lr = scaled_lr(tc, batch_size)
-    params = trainable_parameters(student, distiller)
-    optimizer = build_optimizer(tc, params, base_lr)
-    student_params = [p for p in student.parameters() if p.requires_grad]
-    distiller_params = [p for p in distiller.parameters() if p.requires_grad]
-    max_grad_norm = getattr(distiller, "max_grad_norm", None)
+    base_lr = scaled_lr(tc, config.data.batch_size)
+    optimizer = build_optimizer(tc, trainable_parameters(student, distiller), base_lr)
+    loader, sampler = build_train_loader(
+        inputs.train_set, batch_size=config.data.batch_size // ctx.world_size,
+        workers=config.data.workers, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size,
+        pin_memory=device.type == "cuda")
+    return _Run(config, out_dir, ctx, inputs, resolved, precision, align_corners(config), student,
+                distiller, optimizer, base_lr, loader, sampler, started)
 
-    state = inputs.resume_state
-    start_iteration, rows, best = 0, [], {"miou": -math.inf, "iteration": None}
-    elapsed_before, train_time_before, skipped = 0.0, 0.0, 0
-    if state is not None:
-        student.load_state_dict(state["student"])
-        distiller.load_state_dict(state["distiller"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_iteration, rows, best = state["iteration"], state["log_rows"], state["best"]
-        elapsed_before, train_time_before = state["wall_time_s"], state["train_time_s"]
-        skipped = state["skipped_batches"]
-        set_rng_state(state["rng"][ctx.rank] if ctx.rank < len(state["rng"]) else state["rng"][0])
-        log.info("resuming %s from iteration %d", checkpoint_path(out_dir), start_iteration)
 
-    module: nn.Module = StudentWithDistiller(student, distiller)
-    if ctx.distributed:
+def _resume(run: _Run) -> _Progress:
+    """The progress of the run's checkpoint (models, optimiser and RNG restored), or a fresh one."""
+    state = run.inputs.resume_state
+    if state is None:
+        return _Progress()
+    run.student.load_state_dict(state["student"])
+    run.distiller.load_state_dict(state["distiller"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    rank = run.ctx.rank
+    set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+    log.info("resuming %s from iteration %d", checkpoint_path(run.out_dir), state["iteration"])
+    return _Progress(iteration=state["iteration"], rows=state["log_rows"], best=state["best"],
+                     skipped=state["skipped_batches"], start_iteration=state["iteration"],
+                     elapsed_before=state["wall_time_s"], train_time_before=state["train_time_s"])
+
+
+def _step_parts(run: _Run) -> StepParts:
+    """Student + distiller as one module (DDP-wrapped under torchrun) and the step's settings."""
+    pair = StudentWithDistiller(run.student, run.distiller)
+    module: nn.Module = pair
+    device = run.ctx.device
+    if run.ctx.distributed:
         # find_unused_parameters: a method may leave some of its modules out of the loss (an
         # ablation switch), and aux_weight=0 leaves the aux head unused.
         module = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None,
+            pair, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
+    tc = run.config.train
+    return StepParts(pair, run.inputs.teacher, run.optimizer, run.precision,
+                     aux_weight=tc.aux_weight, grad_clip=tc.grad_clip,
+                     align_corners=run.align_corners, module=module,
+                     average_over_ranks=run.ctx.distributed)
 
-    loader, sampler = build_train_loader(
-        inputs.train_set, batch_size=per_rank_batch, workers=config.data.workers, seed=config.seed,
-        rank=ctx.rank, world_size=ctx.world_size, pin_memory=device.type == "cuda")
-    batches_per_epoch = sampler.num_samples // per_rank_batch
-    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if amp \
-        else contextlib.nullcontext
 
-    def run_eval() -> dict:
-        return evaluate(student, inputs.val_set, num_classes=inputs.num_classes,
-                        class_names=inputs.class_names, device=device, amp=amp,
-                        channels_last=channels_last, rank=ctx.rank, world_size=ctx.world_size,
-                        align_corners=align)
+def _loop(run: _Run, parts: StepParts, progress: _Progress) -> None:
+    """Iterations from ``progress.iteration`` to ``train.iterations``: one step each, with the
+    periodic log line, evaluation and checkpoint."""
+    tc = run.config.train
+    show_bar = run.ctx.is_main and sys.stderr.isatty()
+    bar = tqdm(total=tc.iterations, initial=progress.iteration, desc=f"train {run.config.method.name}",
+               unit="it", dynamic_ncols=True, disable=not show_bar)
+    device = run.ctx.device
+    try:
+        tick = time.perf_counter()
+        while progress.iteration < tc.iterations:
+            epoch, batch_in_epoch = divmod(progress.iteration, run.batches_per_epoch)
+            run.sampler.set_position(epoch, batch_in_epoch * run.per_rank_batch)
+            for images, labels in run.loader:
+                lr = poly_lr(run.base_lr, progress.iteration, tc.iterations, tc.poly_power)
+                set_lr(run.optimizer, lr)
+                terms = train_step(parts, images.to(device, non_blocking=True),
+                                   labels.to(device, non_blocking=True))
+                progress.iteration += 1
+                _check_finite(run, progress, terms)
+                progress.train_time += time.perf_counter() - tick
+                row = {"iteration": progress.iteration, "lr": lr, **terms,
+                       "time_s": round(progress.total_train_time, 4)}
+                progress.rows.append(row)
+                bar.update(1)
+                _log_row(run, row, bar, show_bar)
+                _periodic(run, progress)
+                tick = time.perf_counter()
+                if progress.iteration >= tc.iterations or progress.iteration % run.batches_per_epoch == 0:
+                    break
+    finally:
+        bar.close()
 
-    def checkpoint(iteration: int) -> None:
-        rngs = [rng_state()]
-        if ctx.distributed:
-            rngs = [None] * ctx.world_size
-            torch.distributed.all_gather_object(rngs, rng_state())
-        if ctx.is_main:
-            save_checkpoint(out_dir, {
-                "config": resolved, "iteration": iteration,
-                "student": student.state_dict(), "distiller": distiller.state_dict(),
-                "optimizer": optimizer.state_dict(), "rng": rngs, "best": best,
-                "log_rows": rows, "skipped_batches": skipped,
-                # The sampler position is a function of the iteration (one batch per
-                # iteration, skipped ones included), recorded for readers of the file.
-                "sampler": {"epoch": iteration // batches_per_epoch,
-                            "batch_in_epoch": iteration % batches_per_epoch},
-                "wall_time_s": elapsed_before + time.perf_counter() - started,
-                "train_time_s": train_time_before + train_time,
-            })
-            atomic_write_text(out_dir / "log.csv", _csv_text(rows))
-        barrier(ctx)
 
-    show_bar = ctx.is_main and sys.stderr.isatty()
-    progress = tqdm(total=tc.iterations, initial=start_iteration, desc=f"train {config.method.name}",
-                    unit="it", dynamic_ncols=True, disable=not show_bar)
-    train_time = 0.0
-    iteration = start_iteration
-    tick = time.perf_counter()
-    while iteration < tc.iterations:
-        epoch, batch_in_epoch = divmod(iteration, batches_per_epoch)
-        sampler.set_position(epoch, batch_in_epoch * per_rank_batch)
-        for images, labels in loader:
-            lr = poly_lr(base_lr, iteration, tc.iterations, tc.poly_power)
-            set_lr(optimizer, lr)
-            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            labels = labels.to(device, non_blocking=True)
-            with autocast():
-                out_t = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        out_t = teacher(images)
-                out_s, method_terms = module(images, labels, out_t)
-            terms = task_losses(out_s, labels, tc.aux_weight, align)
-            terms.update(method_terms)
-            total = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
+def _check_finite(run: _Run, progress: _Progress, terms: dict[str, float]) -> None:
+    """A NaN/Inf loss stops the run (the last good checkpoint is kept) or, with
+    ``train.skip_nonfinite``, counts the batch as skipped (the step left the parameters alone)."""
+    bad = first_nonfinite(terms)
+    if bad is None:
+        return
+    if not run.config.train.skip_nonfinite:
+        kept = checkpoint_path(run.out_dir)
+        raise NonFiniteLossError(
+            f"loss term {bad} became {terms[bad]} at iteration {progress.iteration}; the last good "
+            f"checkpoint {kept if kept.exists() else '(none yet)'} is kept; lower "
+            f"train.lr, set train.grad_clip, or set train.skip_nonfinite=true to skip such batches")
+    progress.skipped += 1
+    log.warning("skipping iteration %d: loss term %s is %s", progress.iteration, bad, terms[bad])
 
-            # One host sync per iteration: the loss values for the log and the finiteness check.
-            values = torch.stack([t.detach().float() for t in terms.values()] + [total.detach().float()])
-            if ctx.distributed:
-                torch.distributed.all_reduce(values)
-                values /= ctx.world_size
-            numbers = values.tolist()
-            iteration += 1
-            bad = next((name for name, v in zip([*terms, "loss_total"], numbers) if not math.isfinite(v)), None)
-            if bad is not None:
-                value = numbers[[*terms, "loss_total"].index(bad)]
-                if not tc.skip_nonfinite:
-                    progress.close()
-                    kept = checkpoint_path(out_dir)
-                    raise NonFiniteLossError(
-                        f"loss term {bad} became {value} at iteration {iteration}; the last good "
-                        f"checkpoint {kept if kept.exists() else '(none yet)'} is kept; lower "
-                        f"train.lr, set train.grad_clip, or set train.skip_nonfinite=true to skip such batches")
-                skipped += 1
-                log.warning("skipping iteration %d: loss term %s is %s", iteration, bad, value)
-            else:
-                if tc.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(student_params, tc.grad_clip)
-                if max_grad_norm is not None and distiller_params:
-                    torch.nn.utils.clip_grad_norm_(distiller_params, max_grad_norm)
-                optimizer.step()
 
-            now = time.perf_counter()
-            train_time += now - tick
-            row = {"iteration": iteration, "lr": lr, **dict(zip([*terms, "loss_total"], numbers)),
-                   "time_s": round(train_time_before + train_time, 4)}
-            rows.append(row)
-            progress.update(1)
-            if iteration % max(tc.log_every, 1) == 0:
-                progress.set_postfix(loss=f"{numbers[-1]:.4f}", lr=f"{lr:.2e}")
-                # Without a terminal (Snakemake logs, batch jobs) these lines are the progress.
-                level = logging.INFO if ctx.is_main and not show_bar else logging.DEBUG
-                log.log(level, "iteration %d/%d lr %.3e %s", iteration, tc.iterations, lr,
-                        " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("loss_")))
-            if tc.eval_every and iteration % tc.eval_every == 0 and iteration < tc.iterations:
-                scores = run_eval()
-                if scores["miou"] > best["miou"]:
-                    best = {"miou": scores["miou"], "iteration": iteration}
-                log.info("iteration %d: val mIoU %.2f (best %.2f at %s)", iteration, scores["miou"],
-                         best["miou"], best["iteration"])
-            if tc.checkpoint_every and iteration % tc.checkpoint_every == 0 and iteration < tc.iterations:
-                checkpoint(iteration)
-            tick = time.perf_counter()
-            if iteration >= tc.iterations or iteration % batches_per_epoch == 0:
-                break
-    progress.close()
+def _log_row(run: _Run, row: dict[str, float], bar: tqdm, show_bar: bool) -> None:
+    tc = run.config.train
+    if row["iteration"] % max(tc.log_every, 1):
+        return
+    bar.set_postfix(loss=f"{row[TOTAL]:.4f}", lr=f"{row['lr']:.2e}")
+    # Without a terminal (Snakemake logs, batch jobs) these lines are the progress.
+    level = logging.INFO if run.ctx.is_main and not show_bar else logging.DEBUG
+    log.log(level, "iteration %d/%d lr %.3e %s", row["iteration"], tc.iterations, row["lr"],
+            " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("loss_")))
 
-    scores = run_eval()
-    if scores["miou"] > best["miou"]:
-        best = {"miou": scores["miou"], "iteration": iteration}
-    if start_iteration < tc.iterations:
-        checkpoint(iteration)  # a kill while writing the outputs below resumes straight here
-    wall_time = elapsed_before + time.perf_counter() - started
-    total_train_time = train_time_before + train_time
-    teacher_name = config.model.teacher if teacher is not None else None
-    metrics = {
+
+def _periodic(run: _Run, progress: _Progress) -> None:
+    """Evaluation every ``train.eval_every`` and checkpoint every ``train.checkpoint_every``
+    iterations (the last iteration's are :func:`_finish`'s)."""
+    tc, iteration = run.config.train, progress.iteration
+    if tc.eval_every and iteration % tc.eval_every == 0 and iteration < tc.iterations:
+        scores = _evaluate(run)
+        _update_best(progress, scores)
+        log.info("iteration %d: val mIoU %.2f (best %.2f at %s)", iteration, scores["miou"],
+                 progress.best["miou"], progress.best["iteration"])
+    if tc.checkpoint_every and iteration % tc.checkpoint_every == 0 and iteration < tc.iterations:
+        _save_checkpoint(run, progress)
+
+
+def _evaluate(run: _Run) -> dict:
+    inputs, ctx = run.inputs, run.ctx
+    return evaluate(run.student, inputs.val_set, num_classes=inputs.num_classes,
+                    class_names=inputs.class_names, device=ctx.device, precision=run.precision,
+                    rank=ctx.rank, world_size=ctx.world_size, align_corners=run.align_corners)
+
+
+def _update_best(progress: _Progress, scores: dict) -> None:
+    if scores["miou"] > progress.best["miou"]:
+        progress.best = {"miou": scores["miou"], "iteration": progress.iteration}
+
+
+def _save_checkpoint(run: _Run, progress: _Progress) -> None:
+    """The resume state (every rank's RNG gathered) and log.csv, written by rank 0."""
+    ctx, iteration = run.ctx, progress.iteration
+    rngs = [rng_state()]
+    if ctx.distributed:
+        rngs = [None] * ctx.world_size
+        torch.distributed.all_gather_object(rngs, rng_state())
+    if ctx.is_main:
+        save_checkpoint(run.out_dir, {
+            "config": run.resolved, "iteration": iteration,
+            "student": run.student.state_dict(), "distiller": run.distiller.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "rng": rngs, "best": progress.best,
+            "log_rows": progress.rows, "skipped_batches": progress.skipped,
+            # The sampler position is a function of the iteration (one batch per
+            # iteration, skipped ones included), recorded for readers of the file.
+            "sampler": {"epoch": iteration // run.batches_per_epoch,
+                        "batch_in_epoch": iteration % run.batches_per_epoch},
+            "wall_time_s": progress.elapsed_before + time.perf_counter() - run.started,
+            "train_time_s": progress.total_train_time,
+        })
+        atomic_write_text(run.out_dir / "log.csv", _csv_text(progress.rows))
+    barrier(ctx)
+
+
+def _finish(run: _Run, progress: _Progress) -> dict:
+    """Final evaluation, last checkpoint, then model/, log.csv and metrics.json (rank 0)."""
+    scores = _evaluate(run)
+    _update_best(progress, scores)
+    if progress.start_iteration < run.config.train.iterations:
+        _save_checkpoint(run, progress)  # a kill while writing the outputs below resumes here
+    metrics = _metrics(run, progress, scores)
+    if run.ctx.is_main:
+        _write_outputs(run.out_dir, run.student, metrics, progress.rows, run.config)
+    barrier(run.ctx)
+    log.info("done: mIoU %.2f (best %.2f at iteration %s), %.1f s", metrics["miou"],
+             progress.best["miou"], progress.best["iteration"], metrics["wall_time_s"])
+    return metrics
+
+
+def _metrics(run: _Run, progress: _Progress, scores: dict) -> dict:
+    """The contents of metrics.json: scores, run statistics, settings and provenance."""
+    config, device = run.config, run.ctx.device
+    train_time = progress.total_train_time
+    teacher = run.inputs.teacher
+    return {
         "miou": scores["miou"],
-        "best_miou": best["miou"],
-        "best_iteration": best["iteration"],
+        "best_miou": progress.best["miou"],
+        "best_iteration": progress.best["iteration"],
         "per_class_iou": scores["per_class_iou"],
         "pixel_accuracy": scores["pixel_accuracy"],
         "absent_classes": scores["absent_classes"],
         "val_images": scores["images"],
-        "iterations": iteration,
-        "skipped_batches": skipped,
-        "wall_time_s": wall_time,
-        "train_time_s": total_train_time,
-        "images_per_s": iteration * batch_size / total_train_time if total_train_time > 0 else None,
+        "iterations": progress.iteration,
+        "skipped_batches": progress.skipped,
+        "wall_time_s": progress.elapsed_before + time.perf_counter() - run.started,
+        "train_time_s": train_time,
+        "images_per_s": progress.iteration * config.data.batch_size / train_time if train_time > 0 else None,
         "peak_memory_mb": provenance.peak_memory_mb(device),
-        "trainable_params": sum(p.numel() for p in student_params),
-        "method_params": sum(p.numel() for p in distiller_params),
+        "trainable_params": sum(p.numel() for p in run.student.parameters() if p.requires_grad),
+        "method_params": sum(p.numel() for p in run.distiller.parameters() if p.requires_grad),
         "method": config.method.name,
         "student": config.model.student,
-        "teacher": teacher_name,
+        "teacher": config.model.teacher if teacher is not None else None,
         "dataset": config.data.name,
         "seed": config.seed,
         "protocol": config.protocol,
-        "align_corners": align,
-        "lr": base_lr,
-        "amp": "bf16" if amp else "off",
-        "channels_last": channels_last,
-        "world_size": ctx.world_size,
-        "resumed_from": start_iteration or None,
-        "config": resolved,
-        "teacher_checkpoint": inputs.teacher_checkpoint,
+        "align_corners": run.align_corners,
+        "lr": run.base_lr,
+        "amp": "bf16" if run.precision.amp else "off",
+        "channels_last": run.precision.channels_last,
+        "world_size": run.ctx.world_size,
+        "resumed_from": progress.start_iteration or None,
+        "config": run.resolved,
+        "teacher_checkpoint": run.inputs.teacher_checkpoint,
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
         "device": provenance.device_description(device),
         "threads": torch.get_num_threads(),
     }
-    if ctx.is_main:
-        _write_outputs(out_dir, student, metrics, rows, config)
-    barrier(ctx)
-    log.info("done: mIoU %.2f (best %.2f at iteration %s), %.1f s", metrics["miou"], best["miou"],
-             best["iteration"], wall_time)
-    return metrics
 
 
 def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list, config: RunConfig) -> None:
