@@ -13,7 +13,7 @@ import yaml
 from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
 from harness.errors import ConfigError
-from harness.workflow import grid
+from harness.workflow import grid, rules
 
 CONFIG = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
 REAL = ["cityscapes", "voc", "ade20k", "camvid"]
@@ -75,7 +75,7 @@ def test_dry_run_of_each_real_dataset_counts_its_jobs(name: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert job_stats(result.stdout + result.stderr) == expected_jobs(name)
     # and `python -m harness grid check` counts the same
-    counts = grid.job_counts(copy.deepcopy(CONFIG), [name])
+    counts = rules.job_counts(copy.deepcopy(CONFIG), [name])
     assert counts == expected_jobs(name)
 
 
@@ -98,6 +98,34 @@ def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
     assert "results/smoke/table_toycity.csv" in out
     assert job_stats(out)["train_student"] == 2 * 2  # seeds=2 overrides toycity's 1
     assert "torchrun --standalone --nproc_per_node=2 -m harness train" in out
+
+
+def test_every_job_runs_the_command_line_the_planner_builds() -> None:
+    """Snakemake's shell lines are `python -m harness` + the planner's arguments (+ the output),
+    so `grid check`, which parses those arguments, checks what the jobs run."""
+    result = snakemake("-n", "-p", "--forceall", "--config", "scale=smoke")
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout
+    config = copy.deepcopy(CONFIG)
+    config["scale"] = "smoke"
+    plan = grid.check_config(config)["toycity"]
+    jobs = rules.jobs(plan)
+    assert len(jobs) == sum(job_stats(printed).values()) - 1  # `all` has no command
+    for rule, wildcards in jobs:
+        assert f"python -m harness {rules.shell_args(plan, rule, wildcards)} " in printed, rule
+    smoke = grid.Scale.of(config)
+    assert (smoke.folder, smoke.iterations, smoke.max_batch, smoke.batch(8), smoke.batch(1)) == (
+        "smoke/", 4, 2, 2, 1)
+    assert (smoke.bench_repeats(7), smoke.bench_isolate) == (1, "none")
+    assert grid.Scale.of(CONFIG) == grid.Scale("full", "")
+
+
+def test_grid_check_refuses_a_command_that_would_fail() -> None:
+    config = bad("datasets.toycity.run_overrides", {"train.amp": 16})
+    with pytest.raises(ConfigError, match=r"job train_teacher .* config key 'train.amp' must be"):
+        rules.check_commands(grid.check_config(config), ["toycity"])
+    checked = rules.check_commands(grid.check_config(copy.deepcopy(CONFIG)), ["toycity"])
+    assert checked == sum(expected_jobs("toycity").values()) + 1  # + prepare_data
 
 
 def test_profiles_rerun_only_on_real_changes_and_slurm_launches_torchrun() -> None:
@@ -174,7 +202,7 @@ def test_variant_names_reuse_the_main_runs() -> None:
     assert plan.ablation["no_kmm"].name == "heteroakd-no_kmm"
     names = [v.name for _, v in plan.sensitivity]
     assert names[0] == "heteroakd" and "heteroakd-lambda1_0.1-lambda2_2" in names and len(names) == 5
-    settings = plan.train_settings(CONFIG, "segformer_tiny", 0, teacher="deeplabv3_small",
+    settings = plan.train_settings("segformer_tiny", 0, teacher="deeplabv3_small",
                                    variant=plan.sensitivity[1][1])
     assert "method.options.lambda1=0.1" in settings and "train.optimizer=adamw" in settings
     assert "model.teacher_checkpoint=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings

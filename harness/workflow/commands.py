@@ -1,4 +1,6 @@
-"""CLI: ``python -m harness grid check`` (validate the workflow config and count its jobs) and ``python -m harness gpu run|status`` (the GPU slots of the workflow's jobs)."""
+"""CLI: ``python -m harness grid check`` (validate the workflow config, count its jobs and parse
+the command line of every one of them) and ``python -m harness gpu run|status`` (the GPU slots of
+the workflow's jobs)."""
 from __future__ import annotations
 
 import argparse
@@ -25,17 +27,19 @@ def _load_grid_config(args: argparse.Namespace) -> tuple[dict, list[str]]:
 
 
 def _cmd_grid_check(args: argparse.Namespace) -> int:
-    from harness.workflow import grid
+    from harness.workflow import grid, rules
 
     config, datasets = _load_grid_config(args)
-    counts = grid.job_counts(config, datasets)
-    grid.check_names(grid.check_config(config), datasets)
+    counts = rules.job_counts(config, datasets)
+    plans = grid.check_config(config)
+    grid.check_names(plans, datasets)
     grid.check_recorded(config)
+    checked = rules.check_commands(plans, datasets)
     width = max(map(len, counts))
     lines = [f"{rule:<{width}}  {n}" for rule, n in counts.items()]
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")
-    sys.stdout.write(f"config {args.config} is valid; jobs for {', '.join(datasets)} from scratch:\n"
-                     + "\n".join(lines) + "\n")
+    sys.stdout.write(f"config {args.config} is valid; jobs for {', '.join(datasets)} from scratch "
+                     f"(the command line of all {checked} parses):\n" + "\n".join(lines) + "\n")
     return 0
 
 

@@ -19,7 +19,6 @@ main one reuses its runs.
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,12 +74,48 @@ class Variant:
         return dict(self.options)
 
 
+@dataclass(frozen=True)
+class Scale:
+    """What the config's ``scale`` changes. ``full`` runs the datasets' schedules; ``smoke``
+    shrinks every job to the ``smoke`` limits (an end-to-end check in minutes) and keeps its runs,
+    results, logs and benchmarks in ``smoke/`` folders. :meth:`of` is the one place that reads
+    ``scale``."""
+
+    name: str
+    folder: str  # "" or "smoke/"
+    iterations: int | None = None  # None: the schedule's
+    teacher_iterations: int | None = None
+    max_batch: int | None = None
+    max_val_images: int | None = None
+    max_bench_repeats: int | None = None  # warm-up and timed repeats of the cost benchmark
+    bench_isolate: str | None = None  # `bench --isolate` (None: the benchmark's default)
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> Scale:
+        if config["scale"] == "full":
+            return cls("full", "")
+        if config["scale"] != "smoke":
+            raise ConfigError(f"config key 'scale' must be 'full' or 'smoke', got {config['scale']!r}")
+        limits = config["smoke"]
+        # smoke times one step after one warm-up, in the workflow's process
+        return cls("smoke", "smoke/", limits["iterations"], limits["teacher_iterations"],
+                   limits["batch"], limits["max_val_images"], 1, "none")
+
+    def batch(self, full: int) -> int:
+        return full if self.max_batch is None else min(full, self.max_batch)
+
+    def bench_repeats(self, full: int) -> int:
+        return full if self.max_bench_repeats is None else min(full, self.max_bench_repeats)
+
+
 @dataclass
 class DatasetPlan:
     """Everything the workflow runs for one dataset."""
 
     name: str
-    cfg: dict[str, Any]
+    cfg: dict[str, Any]  # datasets.<name>
+    config: dict[str, Any]  # the whole workflow config
+    scale: Scale
     runs_dir: str
     results_dir: str
     seeds: list[int]
@@ -191,19 +226,16 @@ class DatasetPlan:
         return (hetero or self.pairs)[0]
 
     # ----------------------------------------------------------- run config
-    def train_settings(self, config: dict[str, Any], student: str, seed: int, *,
-                       teacher: str | None = None, variant: Variant | None = None,
-                       as_teacher: bool = False) -> list[str]:
+    def train_settings(self, student: str, seed: int, *, teacher: str | None = None,
+                       variant: Variant | None = None, as_teacher: bool = False) -> list[str]:
         """``key=value`` overrides for ``python -m harness train --set ...`` (one run)."""
-        cfg = self.cfg
+        cfg, config, scale = self.cfg, self.config, self.scale
         schedule = cfg["schedule"]
         family = config["families"][student]
-        smoke = config["scale"] == "smoke"
-        iterations = schedule["teacher_iterations"] if as_teacher else schedule["iterations"]
-        batch = schedule["teacher_batch"] if as_teacher else schedule["batch"]
-        if smoke:
-            iterations = config["smoke"]["teacher_iterations" if as_teacher else "iterations"]
-            batch = min(batch, config["smoke"]["batch"])
+        iterations = scale.teacher_iterations if as_teacher else scale.iterations
+        if iterations is None:
+            iterations = schedule["teacher_iterations" if as_teacher else "iterations"]
+        batch = scale.batch(schedule["teacher_batch" if as_teacher else "batch"])
         values: dict[str, Any] = {
             "seed": seed,
             "protocol": cfg["protocol"],
@@ -221,8 +253,8 @@ class DatasetPlan:
         for key, target in OPTIM_KEYS.items():
             if key in schedule["optim"][family]:
                 values[target] = schedule["optim"][family][key]
-        if smoke:
-            values["data.max_val_images"] = config["smoke"]["max_val_images"]
+        if scale.max_val_images is not None:
+            values["data.max_val_images"] = scale.max_val_images
         if config["pretrained"].get(student):
             values["model.pretrained"] = config["pretrained"][student]
         method = variant or self.main["baseline"]
@@ -243,9 +275,9 @@ def _yaml_scalar(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def set_args(settings: list[str]) -> str:
-    """``--set 'k=v' ...`` for a shell line."""
-    return " ".join(f"--set {shlex.quote(s)}" for s in settings)
+def set_flags(settings: list[str]) -> list[str]:
+    """``--set k=v`` arguments of ``python -m harness train``, one pair per setting."""
+    return [word for setting in settings for word in ("--set", setting)]
 
 
 def _fmt(value: Any) -> str:
@@ -297,9 +329,9 @@ def normalise(config: dict[str, Any]) -> dict[str, Any]:
 
 def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
     """(runs_dir, results_dir): smoke runs never overwrite full ones unless the user says so."""
-    smoke = config["scale"] == "smoke"
-    runs_dir = config["runs_dir"] or ("runs/smoke" if smoke else "runs")
-    results_dir = config["results_dir"] or ("results/smoke" if smoke else "results")
+    folder = Scale.of(config).folder
+    runs_dir = config["runs_dir"] or f"runs/{folder}"
+    results_dir = config["results_dir"] or f"results/{folder}"
     return runs_dir.rstrip("/"), results_dir.rstrip("/")
 
 
@@ -335,7 +367,8 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
         raise ConfigError(f"datasets.{name}.methods must include `baseline` (the delta reference)")
     main = {m: Variant(m, m, spec.get("preset"), tuple(sorted(spec.get("options", {}).items())))
             for m, spec in cfg["methods"].items()}
-    plan = DatasetPlan(name, cfg, runs_dir, results_dir, list(range(n_seeds)), pairs, main)
+    plan = DatasetPlan(name, cfg, config, Scale.of(config), runs_dir, results_dir,
+                       list(range(n_seeds)), pairs, main)
 
     ablation = cfg.get("ablation")
     if ablation:
@@ -374,8 +407,7 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
 def check_config(config: dict[str, Any]) -> dict[str, DatasetPlan]:
     """Plans for every dataset; raises ConfigError on the first inconsistency."""
     normalise(config)
-    if config["scale"] not in ("full", "smoke"):
-        raise ConfigError(f"config key 'scale' must be 'full' or 'smoke', got {config['scale']!r}")
+    Scale.of(config)
     unknown = [d for d in config["default_datasets"] if d not in config["datasets"]]
     if unknown:
         raise ConfigError(f"default_datasets names {unknown} that `datasets` does not define; define them or remove them")
@@ -405,31 +437,6 @@ def load_workflow_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
     config = yaml.safe_load(file.read_text()) or {}
     validate_schema(config)
     return config
-
-
-def job_counts(config: dict[str, Any], datasets: list[str]) -> dict[str, int]:
-    """Jobs per rule to build every target of ``datasets`` from scratch (``grid check``)."""
-    plans = check_config(config)
-    counts: dict[str, int] = {}
-
-    def add(rule: str, n: int) -> None:
-        if n:
-            counts[rule] = counts.get(rule, 0) + n
-
-    for name in datasets:
-        plan = plans[name]
-        add("prepare_data", int(plan.cfg["prepare"]))
-        add("train_teacher", len(plan.trained_teachers))
-        add("eval_teacher", len(plan.teachers))
-        add("train_student", len(plan.students) * len(plan.seeds))
-        add("distill", len(plan.distill_runs()) * len(plan.seeds))
-        add("cost", int(bool(plan.cfg.get("cost"))))
-        add("table", 1)
-        add("ablation", int(bool(plan.ablation)))
-        add("sensitivity", int(bool(plan.sensitivity)))
-        add("cka", 1)
-        add("qualitative", 1)
-    return counts
 
 
 def check_roots(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:

@@ -1,11 +1,12 @@
-# The built-in dataset is generated (seeded) once; real datasets are only checked (common.smk).
+# The built-in dataset is generated (seeded) and checked once; real datasets are only checked
+# (common.smk, before the first job).
 
 
 rule prepare_data:
     output:
         f"{RUNS}/{{dataset}}/data.done",
     params:
-        root=lambda wildcards: plan_of(wildcards).cfg["root"],
+        args=rule_args("prepare_data"),
     log:
         f"{LOGS}{{dataset}}/prepare_data.log",
     benchmark:
@@ -18,6 +19,4 @@ rule prepare_data:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness data prepare {wildcards.dataset} --root {params.root} > {log} 2>&1"
-        " && python -m harness data check {wildcards.dataset} --root {params.root} >> {log} 2>&1"
-        " && touch {output}"
+        "python -m harness {params.args} > {log} 2>&1 && touch {output}"

@@ -8,12 +8,12 @@ rule distill:
         teacher=teacher_model_input,
     output:
         metrics=f"{RUNS}/{{dataset}}/{{teacher}}__{{student}}/{{variant}}/seed{{seed}}/metrics.json",
-        model=model_files(
+        model=R.model_files(
             f"{RUNS}/{{dataset}}/{{teacher}}__{{student}}/{{variant}}/seed{{seed}}/model"
         ),
     params:
         launch=LAUNCH,
-        settings=distill_settings,
+        args=rule_args("distill"),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
         f"{LOGS}{{dataset}}/{{teacher}}__{{student}}/{{variant}}_seed{{seed}}.log",
@@ -27,7 +27,4 @@ rule distill:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            GPUS,
-            "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1",
-        )
+        on_devices(GPUS, "{params.launch} -m harness {params.args} --out {params.out} > {log} 2>&1")

@@ -9,14 +9,7 @@ rule eval_teacher:
     output:
         f"{RUNS}/{{dataset}}/teachers/{{teacher}}/eval.json",
     params:
-        model=lambda wildcards: plan_of(wildcards).teacher_model(wildcards.teacher),
-        root=lambda wildcards: plan_of(wildcards).cfg["root"],
-        split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        smoke=(
-            f"--max-images {config['smoke']['max_val_images']}"
-            if config["scale"] == "smoke"
-            else ""
-        ),
+        args=rule_args("eval_teacher"),
     log:
         f"{LOGS}{{dataset}}/teachers/{{teacher}}_eval.log",
     benchmark:
@@ -29,8 +22,4 @@ rule eval_teacher:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            1,
-            "python -m harness eval --model {params.model} --dataset {wildcards.dataset}"
-            " --root {params.root} --split {params.split} {params.smoke} --out {output} > {log} 2>&1",
-        )
+        on_devices(1, "python -m harness {params.args} --out {output} > {log} 2>&1")

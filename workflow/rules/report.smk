@@ -1,12 +1,10 @@
-# Tables and figures of one dataset, from the run folders (python -m harness report ...).
+# Tables and figures of one dataset, from the run folders (python -m harness report ...), and
+# the cost of each method (python -m harness bench).
 
 
 rule table:
     input:
-        runs=lambda wildcards: metrics_of(plan_of(wildcards).table_runs()),
-        teachers=lambda wildcards: [plan_of(wildcards).teacher_eval(t) for t in plan_of(wildcards).teachers],
-        recorded=config["recorded"],
-        cost=cost_input,
+        unpack(table_input),
     output:
         csv=report(
             f"{RESULTS}/table_{{dataset}}.csv",
@@ -16,13 +14,7 @@ rule table:
         ),
         md=f"{RESULTS}/table_{{dataset}}.md",
     params:
-        pairs=lambda wildcards: pair_tokens(plan_of(wildcards).pairs),
-        methods=lambda wildcards: ",".join(plan_of(wildcards).main),
-        teachers=lambda wildcards, input: " ".join(
-            f"{t}={path}" for t, path in zip(plan_of(wildcards).teachers, input.teachers)
-        ),
-        split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        cost=lambda wildcards, input: f"--cost {input.cost}" if input.cost else "",
+        args=rule_args("table"),
     log:
         f"{LOGS}{{dataset}}/table.log",
     benchmark:
@@ -35,15 +27,12 @@ rule table:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness report table --dataset {wildcards.dataset} --split {params.split}"
-        " --pairs {params.pairs} --methods {params.methods} --teacher-eval {params.teachers}"
-        " --recorded {input.recorded} {params.cost} --out {output.csv} {input.runs}"
-        " > {log} 2>&1"
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
 
 
 rule ablation:
     input:
-        runs=lambda wildcards: metrics_of(plan_of(wildcards).ablation_runs()),
+        ablation_input,
     output:
         csv=f"{RESULTS}/ablation_{{dataset}}.csv",
         png=report(
@@ -53,9 +42,7 @@ rule ablation:
             labels={"dataset": "{dataset}", "figure": "KMM / KEM ablation"},
         ),
     params:
-        pairs=lambda wildcards: pair_tokens(plan_of(wildcards).ablation_pairs),
-        method=lambda wildcards: plan_of(wildcards).cfg["ablation"]["method"],
-        presets=lambda wildcards: ",".join(plan_of(wildcards).ablation),
+        args=rule_args("ablation"),
     log:
         f"{LOGS}{{dataset}}/ablation.log",
     benchmark:
@@ -68,13 +55,12 @@ rule ablation:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness report ablation --pairs {params.pairs} --method {params.method}"
-        " --presets {params.presets} --out {output.csv} {input.runs} > {log} 2>&1"
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
 
 
 rule sensitivity:
     input:
-        runs=lambda wildcards: metrics_of(plan_of(wildcards).sensitivity_runs()),
+        sensitivity_input,
     output:
         csv=f"{RESULTS}/sensitivity_{{dataset}}.csv",
         png=report(
@@ -84,9 +70,7 @@ rule sensitivity:
             labels={"dataset": "{dataset}", "figure": "lambda grid"},
         ),
     params:
-        pair=lambda wildcards: plan_of(wildcards).sensitivity_pair.token,
-        method=lambda wildcards: plan_of(wildcards).cfg["sensitivity"]["method"],
-        axes=lambda wildcards: ",".join(plan_of(wildcards).cfg["sensitivity"]["options"]),
+        args=rule_args("sensitivity"),
     log:
         f"{LOGS}{{dataset}}/sensitivity.log",
     benchmark:
@@ -99,14 +83,13 @@ rule sensitivity:
     conda:
         "../envs/harness.yaml"
     shell:
-        "python -m harness report sensitivity --pair {params.pair} --method {params.method}"
-        " --axes {params.axes} --out {output.csv} {input.runs} > {log} 2>&1"
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
 
 
 rule cka:
     input:
         data=data_input,
-        models=cka_models,
+        models=cka_input,
     output:
         csv=f"{RESULTS}/cka_{{dataset}}.csv",
         png=report(
@@ -116,10 +99,7 @@ rule cka:
             labels={"dataset": "{dataset}", "figure": "CKA"},
         ),
     params:
-        pairs=cka_pair_args,
-        root=lambda wildcards: plan_of(wildcards).cfg["root"],
-        split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        images=lambda wildcards: plan_of(wildcards).cfg["cka"]["images"],
+        args=rule_args("cka"),
     log:
         f"{LOGS}{{dataset}}/cka.log",
     benchmark:
@@ -132,20 +112,13 @@ rule cka:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            1,
-            "python -m harness report cka --dataset {wildcards.dataset} --root {params.root}"
-            " --split {params.split} --images {params.images} {params.pairs} --out {output.png}"
-            " > {log} 2>&1",
-        )
+        on_devices(1, "python -m harness {params.args} --out {output.png} > {log} 2>&1")
 
 
 rule qualitative:
     input:
         data=data_input,
-        models=lambda wildcards: [
-            f for m in qualitative_models(wildcards).values() for f in model_files(m)
-        ],
+        models=qualitative_input,
     output:
         report(
             f"{RESULTS}/qualitative_{{dataset}}.png",
@@ -154,12 +127,7 @@ rule qualitative:
             labels={"dataset": "{dataset}", "figure": "qualitative"},
         ),
     params:
-        models=lambda wildcards: " ".join(
-            f"--model {label}={path}" for label, path in qualitative_models(wildcards).items()
-        ),
-        root=lambda wildcards: plan_of(wildcards).cfg["root"],
-        split=lambda wildcards: plan_of(wildcards).cfg["val_split"],
-        images=lambda wildcards: plan_of(wildcards).cfg["qualitative"]["images"],
+        args=rule_args("qualitative"),
     log:
         f"{LOGS}{{dataset}}/qualitative.log",
     benchmark:
@@ -172,12 +140,7 @@ rule qualitative:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            1,
-            "python -m harness report qualitative --dataset {wildcards.dataset} --root {params.root}"
-            " --split {params.split} --images {params.images} {params.models} --out {output}"
-            " > {log} 2>&1",
-        )
+        on_devices(1, "python -m harness {params.args} --out {output} > {log} 2>&1")
 
 
 rule cost:
@@ -187,20 +150,7 @@ rule cost:
         csv=f"{RESULTS}/cost_{{dataset}}.csv",
         md=f"{RESULTS}/cost_{{dataset}}.md",
     params:
-        pairs=lambda wildcards: " ".join(
-            f"{p.teacher}:{p.student}" for p in plan_of(wildcards).pairs
-        ),
-        methods=bench_methods,
-        crop=lambda wildcards: " ".join(map(str, plan_of(wildcards).cfg["schedule"]["crop"])),
-        batch=lambda wildcards: (
-            min(plan_of(wildcards).cfg["schedule"]["batch"], config["smoke"]["batch"])
-            if config["scale"] == "smoke"
-            else plan_of(wildcards).cfg["schedule"]["batch"]
-        ),
-        warmup=lambda wildcards: cost_setting(wildcards, "warmup"),
-        repeats=lambda wildcards: cost_setting(wildcards, "repeats"),
-        # smoke: time in this process (no fresh process per configuration)
-        isolate="--isolate none" if config["scale"] == "smoke" else "",
+        args=rule_args("cost"),
     log:
         f"{LOGS}{{dataset}}/cost.log",
     benchmark:
@@ -214,9 +164,5 @@ rule cost:
         "../envs/harness.yaml"
     shell:
         on_devices(
-            1,
-            "python -m harness bench --dataset {wildcards.dataset} --crop {params.crop}"
-            " --batch {params.batch} --pairs {params.pairs} --methods {params.methods}"
-            " --warmup {params.warmup} --repeats {params.repeats} {params.isolate} --threads {threads}"
-            " --out {output.csv} > {log} 2>&1",
+            1, "python -m harness {params.args} --threads {threads} --out {output.csv} > {log} 2>&1"
         )

@@ -6,12 +6,10 @@ rule train_student:
         data_input,
     output:
         metrics=f"{RUNS}/{{dataset}}/students/{{student}}/seed{{seed}}/metrics.json",
-        model=model_files(f"{RUNS}/{{dataset}}/students/{{student}}/seed{{seed}}/model"),
+        model=R.model_files(f"{RUNS}/{{dataset}}/students/{{student}}/seed{{seed}}/model"),
     params:
         launch=LAUNCH,
-        settings=lambda wildcards: G.set_args(
-            plan_of(wildcards).train_settings(config, wildcards.student, int(wildcards.seed))
-        ),
+        args=rule_args("train_student"),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
         f"{LOGS}{{dataset}}/students/{{student}}_seed{{seed}}.log",
@@ -25,7 +23,4 @@ rule train_student:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            GPUS,
-            "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1",
-        )
+        on_devices(GPUS, "{params.launch} -m harness {params.args} --out {params.out} > {log} 2>&1")

@@ -7,14 +7,10 @@ rule train_teacher:
         data_input,
     output:
         metrics=f"{RUNS}/{{dataset}}/teachers/{{teacher}}/seed{{seed}}/metrics.json",
-        model=model_files(f"{RUNS}/{{dataset}}/teachers/{{teacher}}/seed{{seed}}/model"),
+        model=R.model_files(f"{RUNS}/{{dataset}}/teachers/{{teacher}}/seed{{seed}}/model"),
     params:
         launch=LAUNCH,
-        settings=lambda wildcards: G.set_args(
-            plan_of(wildcards).train_settings(
-                config, wildcards.teacher, int(wildcards.seed), as_teacher=True
-            )
-        ),
+        args=rule_args("train_teacher"),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
         f"{LOGS}{{dataset}}/teachers/{{teacher}}_seed{{seed}}.log",
@@ -28,7 +24,4 @@ rule train_teacher:
     conda:
         "../envs/harness.yaml"
     shell:
-        on_devices(
-            GPUS,
-            "{params.launch} -m harness train {params.settings} --out {params.out} > {log} 2>&1",
-        )
+        on_devices(GPUS, "{params.launch} -m harness {params.args} --out {params.out} > {log} 2>&1")
