@@ -1,8 +1,9 @@
 """The run config: nested frozen dataclasses are the schema.
 
 A YAML file plus ``--set key.sub=value`` overrides become a :class:`RunConfig`. Unknown keys and
-wrong types are :class:`ConfigError` s naming the key and the expected type. Method options are
-validated by the method's own ``Options`` dataclass (see ``harness.methods``).
+wrong types are :class:`ConfigError` s naming the key and the expected type; a choice is a
+``Literal[...]`` type, so its valid values are listed by the same check. Method options are
+validated the same way against the method's own ``Options`` dataclass (``harness.methods``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -90,7 +91,7 @@ class MethodConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     iterations: int = 300
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.02  # at batch 16 for SGD (protocol "cirkd"); scaled linearly with batch
     lr_reference_batch: int = 16
     momentum: float = 0.9
@@ -98,8 +99,8 @@ class TrainConfig:
     poly_power: float = 0.9
     aux_weight: float = 0.4
     grad_clip: float | None = None  # clip the student's grad-norm (off in the references)
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
-    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA (engine/step.py Precision)
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on CUDA
     threads: int | None = None  # torch intra-op threads on CPU
     checkpoint_every: int = 100
     eval_every: int = 0  # 0: only at the end
@@ -146,6 +147,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if not any(value == c and type(value) is type(c) for c in choices):
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(map(repr, choices))}, "
+                              f"got {value!r}")
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
@@ -277,9 +284,6 @@ def validate_values(config: RunConfig) -> None:
         (t.lr > 0, "train.lr must be > 0"),
         (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (t.aux_weight >= 0, "train.aux_weight must be >= 0"),
-        (t.optimizer in ("sgd", "adamw"), "train.optimizer must be 'sgd' or 'adamw'"),
-        (t.amp in ("auto", "bf16", "off"), "train.amp must be 'auto', 'bf16' or 'off'"),
-        (t.channels_last in ("auto", "on", "off"), "train.channels_last must be 'auto', 'on' or 'off'"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
         (config.protocol in PROTOCOLS, f"protocol {config.protocol!r} is unknown; valid: "
                                        f"{', '.join(sorted(PROTOCOLS))}"),

@@ -1,5 +1,7 @@
 """Run-config schema: unknown keys, wrong types, non-numbers and bad method options are
 ConfigErrors that name the key."""
+import re
+
 import pytest
 
 from harness.config import RunConfig, apply_overrides, from_dict, load_config, to_dict
@@ -78,19 +80,43 @@ def test_variable_length_tuple_annotation():
     ({"stages": [1, "x"]}, r"method.options.stages\[1\]"),
 ])
 def test_method_options_are_checked_by_type_and_sign(options, key):
-    from harness.engine.prepare import check_method_options
-    from harness.methods import METHODS
+    from harness.methods import method_options
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        check_method_options(METHODS.get("heteroakd"), None, options)
+        method_options("heteroakd", None, options)
 
 
 def test_valid_method_options_pass():
-    from harness.engine.prepare import check_method_options
-    from harness.methods import METHODS
+    from harness.methods import METHODS, method_options
 
-    check_method_options(METHODS.get("heteroakd"), None, {"lambda1": 0.5, "stages": [-2, -1]})
-    check_method_options(METHODS.get("kd"), None, {"temperature": 4})  # int for a float is fine
+    cls, resolved = method_options("heteroakd", None, {"lambda1": 0.5, "stages": [-2, -1]})
+    assert cls is METHODS.get("heteroakd") and (resolved.lambda1, resolved.stages) == (0.5, (-2, -1))
+    assert method_options("kd", None, {"temperature": 4})[1].temperature == 4  # int for a float
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("projector", "linear", "'mlp', 'conv_bn_relu'"),
+    ("reliability", "kl", "'bce', 'ce'"),
+    ("kem_axis", "both", "'class', 'space'"),
+])
+def test_choice_options_list_their_values_from_the_type(key, value, choices):
+    from harness.methods import build_distiller, method_options
+    from harness.models.base import ModelInfo
+
+    message = f"config key 'method.options.{key}' must be one of {choices}, got '{value}'"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        method_options("heteroakd", None, {key: value})
+    info = ModelInfo("m", "cnn", 5, (8, 16), (4, 8), 16, 4)
+    with pytest.raises(ConfigError, match=re.escape(message)):  # any caller of build_distiller
+        build_distiller("heteroakd", info, info, options={key: value})
+
+
+def test_train_choices_list_their_values():
+    with pytest.raises(ConfigError, match=re.escape(
+            "config key 'train.amp' must be one of 'auto', 'bf16', 'off', got 'fp16'")):
+        load_config(None, ["train.amp=fp16"])
+    with pytest.raises(ConfigError, match="train.channels_last.*'auto', 'on', 'off', got True"):
+        load_config(None, ["train.channels_last=true"])
 
 
 def test_yaml_reads_on_off_as_strings_and_exponents_as_numbers(tmp_path):

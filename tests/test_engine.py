@@ -14,7 +14,6 @@ import torch
 import yaml
 
 from harness.config import load_config, to_dict
-from harness.data import prepare_dataset
 from harness.engine import NonFiniteLossError, train
 from harness.errors import CheckpointError, ConfigError, DataError, UserError
 from harness.methods.base import METHODS, Distiller
@@ -25,13 +24,6 @@ METRIC_KEYS = {"miou", "best_miou", "best_iteration", "per_class_iou", "pixel_ac
                "wall_time_s", "images_per_s", "peak_memory_mb", "trainable_params", "method_params",
                "method", "student", "teacher", "dataset", "seed", "protocol", "align_corners",
                "config", "teacher_checkpoint", "versions", "git_commit", "device"}
-
-
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toycity")
-    prepare_dataset("toycity", root, num_train=16, num_val=4, height=32, width=64)
-    return root
 
 
 def tiny(root, *overrides):

@@ -12,14 +12,6 @@ import sys
 import pytest
 import torch
 
-from harness.data import prepare_dataset
-
-
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toycity")
-    prepare_dataset("toycity", root, num_train=16, num_val=4, height=32, width=64)
-    return root
 
 
 def test_two_process_gloo_smoke_run(toy_root, tmp_path):

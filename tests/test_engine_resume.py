@@ -14,18 +14,10 @@ import pytest
 import torch
 
 from harness.config import load_config
-from harness.data import prepare_dataset
 from harness.engine import train
 from harness.errors import CheckpointError
 
 ITERATIONS = 30
-
-
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toycity")
-    prepare_dataset("toycity", root, num_train=16, num_val=4, height=32, width=64)
-    return root
 
 
 def command(root, out, workers=0, *extra):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_methods import model_info, random_output
 
 from harness.errors import ConfigError
 from harness.methods.afdcd import (
@@ -16,14 +17,10 @@ from harness.methods.afdcd import (
     omni_contrast_loss,
 )
 from harness.methods.base import METHODS
-from harness.models.base import ModelInfo, SegOutput
 
 torch.set_num_threads(1)
 
-
-def info(name: str, last: int, classes: int = 3) -> ModelInfo:
-    return ModelInfo(name=name, family="cnn", num_classes=classes, stage_channels=(4, last),
-                     stage_strides=(4, 8), decoder_channels=8, logits_stride=8)
+STUDENT, TEACHER = model_info("s", stage_channels=(4, 8)), model_info("t", stage_channels=(4, 32))
 
 
 def loop_omni_contrast(gen, feat_t, tau, groups, pool, patch):
@@ -126,7 +123,7 @@ def test_mask_zeroes_three_quarters():
 
 def test_generator_size():
     assert generator_parameters(2048) == 75_501_568
-    method = AfDCD(info("s", 8), info("t", 32), AfDCD.make_options())
+    method = AfDCD(STUDENT, TEACHER, AfDCD.make_options())
     assert sum(p.numel() for p in method.generator.parameters()) == generator_parameters(32)
     assert method.extra_parameters() == generator_parameters(32) + 8 * 32 + 32
 
@@ -142,27 +139,23 @@ def test_presets_and_bad_teacher():
     assert (default.lambda_fd, default.lambda_ctr, default.lambda_kd) == expected["cityscapes"]
     assert AfDCD.make_options("camvid").ctr_pool == 1
     with pytest.raises(ConfigError, match="ctr_groups"):
-        AfDCD(info("s", 8), info("t", 12), AfDCD.make_options())
+        AfDCD(STUDENT, model_info("t", stage_channels=(4, 12)), AfDCD.make_options())
 
 
 def make_outputs(seed: int = 0, grad: bool = True):
     gen = torch.Generator().manual_seed(seed)
-
-    def t(*shape):
-        return torch.randn(*shape, generator=gen, requires_grad=grad)
-
-    out_s = SegOutput(logits=t(2, 3, 8, 8), features=[t(2, 4, 16, 16), t(2, 8, 8, 8)],
-                      decoder_feature=t(2, 8, 8, 8))
+    out_s = random_output(gen, logits=(2, 3, 8, 8), features=((2, 4, 16, 16), (2, 8, 8, 8)),
+                          decoder=(2, 8, 8, 8), grad=grad)
     # teacher c4 on a coarser grid (e.g. a transformer at 1/32): resized to the student's
-    out_t = SegOutput(logits=t(2, 3, 4, 4), features=[t(2, 4, 8, 8), t(2, 32, 4, 4)],
-                      decoder_feature=t(2, 8, 4, 4))
+    out_t = random_output(gen, logits=(2, 3, 4, 4), features=((2, 4, 8, 8), (2, 32, 4, 4)),
+                          decoder=(2, 8, 4, 4), grad=grad)
     labels = torch.randint(0, 3, (2, 64, 64), generator=gen)
     return out_s, out_t, labels
 
 
 def test_forward_terms_gradients_and_teacher_untouched():
     torch.manual_seed(0)
-    method = AfDCD(info("s", 8), info("t", 32), AfDCD.make_options(ctr_pool=2))
+    method = AfDCD(STUDENT, TEACHER, AfDCD.make_options(ctr_pool=2))
     out_s, out_t, labels = make_outputs()
     losses = method(out_s, out_t, labels)
     assert sorted(losses) == ["loss_ctr", "loss_fd", "loss_kd"]
@@ -176,7 +169,7 @@ def test_forward_terms_gradients_and_teacher_untouched():
 def test_same_seed_same_loss_and_state_round_trips():
     out_s, out_t, labels = make_outputs(grad=False)
     torch.manual_seed(3)
-    method = AfDCD(info("s", 8), info("t", 32), AfDCD.make_options(ctr_pool=1))
+    method = AfDCD(STUDENT, TEACHER, AfDCD.make_options(ctr_pool=1))
     torch.manual_seed(7)
     first = method(out_s, out_t, labels)
     torch.manual_seed(7)
@@ -185,7 +178,7 @@ def test_same_seed_same_loss_and_state_round_trips():
     other = method(out_s, out_t, labels)
     assert {k: v.item() for k, v in first.items()} == {k: v.item() for k, v in again.items()}
     assert other["loss_fd"].item() != first["loss_fd"].item()  # the mask follows the seed
-    restored = AfDCD(info("s", 8), info("t", 32), AfDCD.make_options(ctr_pool=1))
+    restored = AfDCD(STUDENT, TEACHER, AfDCD.make_options(ctr_pool=1))
     restored.load_state_dict(method.state_dict())
     torch.manual_seed(7)
     after = restored(out_s, out_t, labels)

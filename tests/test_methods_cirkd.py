@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_methods import model_info, random_output
 
 from harness.errors import ConfigError
 from harness.methods.base import METHODS
@@ -22,14 +23,8 @@ from harness.methods.cirkd import (
     select_pixels,
     select_pixels_raster,
 )
-from harness.models.base import ModelInfo, SegOutput
 
 torch.set_num_threads(1)
-
-
-def info(name: str, decoder: int, classes: int = 3) -> ModelInfo:
-    return ModelInfo(name=name, family="cnn", num_classes=classes, stage_channels=(8, 16),
-                     stage_strides=(4, 8), decoder_channels=decoder, logits_stride=8)
 
 
 def direct_relation_kl(fs_i, fs_j, ft_i, ft_j, tau):
@@ -272,12 +267,8 @@ def test_sample_negatives_uses_one_index_set_for_every_class():
 
 def make_outputs(seed: int = 0, grad: bool = True):
     gen = torch.Generator().manual_seed(seed)
-    out_s = SegOutput(logits=torch.randn(2, 3, 6, 8, generator=gen, requires_grad=grad),
-                      features=[], decoder_feature=torch.randn(2, 6, 6, 8, generator=gen,
-                                                               requires_grad=grad))
-    out_t = SegOutput(logits=torch.randn(2, 3, 3, 4, generator=gen, requires_grad=grad),
-                      features=[], decoder_feature=torch.randn(2, 10, 3, 4, generator=gen,
-                                                               requires_grad=grad))
+    out_s = random_output(gen, logits=(2, 3, 6, 8), decoder=(2, 6, 6, 8), grad=grad)
+    out_t = random_output(gen, logits=(2, 3, 3, 4), decoder=(2, 10, 3, 4), grad=grad)
     labels = torch.randint(0, 3, (2, 48, 64), generator=gen)
     labels[:, :8] = 255
     return out_s, out_t, labels
@@ -285,7 +276,7 @@ def make_outputs(seed: int = 0, grad: bool = True):
 
 def build(**overrides) -> CIRKD:
     options = CIRKD.make_options(pixel_queue_size=50, region_queue_size=7, **overrides)
-    return CIRKD(info("s", 6), info("t", 10), options)
+    return CIRKD(model_info("s", decoder_channels=6), model_info("t", decoder_channels=10), options)
 
 
 def test_forward_terms_gradients_and_teacher_untouched():

@@ -208,6 +208,19 @@ def test_variant_names_reuse_the_main_runs() -> None:
     assert "model.teacher_checkpoint=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
 
 
+def test_workflow_families_agree_with_each_models_own_family() -> None:
+    """`families:` decides heterogeneous vs homogeneous and the optimiser; it must say what each
+    model reports as its family (ModelInfo.family), for every registered model."""
+    import torch
+
+    from harness.models import MODELS, build_model
+
+    assert set(CONFIG["families"]) == set(MODELS.names())
+    torch.manual_seed(0)
+    for name, family in CONFIG["families"].items():
+        assert build_model(name, 2).info.family == family, name
+
+
 def test_snakemake_refuses_a_bad_config_before_any_job() -> None:
     result = snakemake("-n", "--config", "colour=red")
     assert result.returncode != 0 and "colour" in result.stdout + result.stderr

@@ -134,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
     from harness.io import ensure_writable_dir
 
     ensure_writable_dir(out.parent)
-    if args.pipeline and args.dataset is not None and args.dataset != "toycity":
-        from harness.data import check_dataset  # a missing root fails here, before any output
+    if args.pipeline and args.dataset is not None:
+        from harness.data import check_dataset, dataset_class
 
-        check_dataset(args.dataset, args.root or f"data/{args.dataset}", ["train"])
+        if not dataset_class(args.dataset).generated:  # a missing root fails before any output
+            check_dataset(args.dataset, args.root or f"data/{args.dataset}", ["train"])
     if args.threads:
         torch.set_num_threads(args.threads)
     crop = (args.crop[0], args.crop[1])
@@ -204,10 +205,10 @@ def pipeline_rows(args: argparse.Namespace, dataset: str, num_classes: int,
         log.info("no dataset named for the loader benchmark (--dataset-classes): skipped")
     else:
         from harness.config import DataConfig
-        from harness.data import build_dataset, prepare_dataset
+        from harness.data import build_dataset, dataset_class, prepare_dataset
 
         root = args.root or f"data/{dataset}"
-        if dataset == "toycity":
+        if dataset_class(dataset).generated:
             prepare_dataset(dataset, root)
         train_set = build_dataset(dataset, root, "train", train=True, crop=crop)
         for workers in args.workers or sorted({0, DataConfig().workers}):

@@ -67,18 +67,20 @@ def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ..
         log.info("%s %s: %d image/label pairs under %s", name, split, count, root)
 
 
-def prepare_dataset(name: str, root: str | Path, **generator_options: int) -> Path:
-    """Make ``name`` ready at ``root``: toycity is generated if missing (seeded), others checked.
+def prepare_dataset(name: str, root: str | Path, *, read_all: bool = False, progress: bool = False,
+                    **generator_options: int) -> Path:
+    """Make ``name`` ready at ``root``: a generated dataset is generated if missing (seeded),
+    then every dataset is checked (:func:`check_dataset` with ``read_all`` and ``progress``).
 
-    ``generator_options`` (toycity only): ``seed``, ``num_train``, ``num_val``, ``height``,
-    ``width``; an existing folder made with other values is a DataError.
+    ``generator_options`` (generated datasets only; toycity: ``seed``, ``num_train``,
+    ``num_val``, ``height``, ``width``): an existing folder made with other values is a DataError.
     """
     root = Path(root)
-    if name == "toycity":
-        params = toycity.ToyCityParams(**generator_options) if generator_options else None
-        toycity.generate(root, params)
+    cls = dataset_class(name)
+    if cls.generated:
+        cls.generate(root, **generator_options)
     elif generator_options:
         raise DataError(f"dataset {name} cannot be generated; options {sorted(generator_options)} "
-                        "apply to toycity only")
-    check_dataset(name, root)
+                        "apply to generated datasets (toycity) only")
+    check_dataset(name, root, read_all=read_all, progress=progress)
     return root

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.base import DATASETS
-from harness.data.files import INVALID, IGNORE_INDEX, Pair, PairedDataset, pairs_by_stem, require_dir
+from harness import IGNORE_INDEX
+from harness.data.files import INVALID, Pair, PairedDataset, pairs_by_stem, require_dir
 
 # objectInfo150 short names, in label order 1..150
 CLASS_NAMES = (

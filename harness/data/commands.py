@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     names = DATASETS.names()
 
-    prepare = actions.add_parser("prepare", help="generate toycity (seeded) or check a real dataset")
+    prepare = actions.add_parser(
+        "prepare", help="make a dataset ready: generate toycity (seeded), then read and check "
+        "every file as `data check` does")
     prepare.add_argument("name", choices=names)
     prepare.add_argument("--root", required=True, help="dataset folder")
     defaults = ToyCityParams()
@@ -40,12 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     options = {key: getattr(args, key) for key in ("seed", "num_train", "num_val", "height", "width")
                if getattr(args, key) is not None}
-    if options and args.name == "toycity":
-        options = {**ToyCityParams().__dict__, **options}
-    root = prepare_dataset(args.name, args.root, **options)
-    manifest = read_manifest(root) if args.name == "toycity" else None
-    if manifest is not None:
-        log.info("toycity ready at %s: %s", root, manifest["params"])
+    root = prepare_dataset(args.name, args.root, read_all=True, progress=sys.stderr.isatty(),
+                           **options)
+    if dataset_class(args.name).generated:
+        log.info("%s ready at %s: %s", args.name, root, read_manifest(root)["params"])
     else:
         log.info("%s ready at %s", args.name, root)
     return 0

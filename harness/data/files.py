@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from harness import IGNORE_INDEX
 from harness.data.base import SegDataset
 from harness.errors import DataError
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 #: entry of a label lookup table for a raw value that is neither a class nor ignore
 INVALID = -1
 #: how many pairs :func:`PairedDataset.check` reads whole before training (label values); the
@@ -157,6 +157,9 @@ class PairedDataset(SegDataset):
     label_values: ClassVar[str]
     #: splits :func:`harness.data.check_dataset` checks when none are given
     default_splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    #: True for a dataset this package generates (``data prepare`` makes it); False for one read
+    #: from its official download
+    generated: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -176,6 +179,12 @@ class PairedDataset(SegDataset):
     @classmethod
     def ensure(cls, root: Path) -> None:
         """Make the data available at ``root`` if this dataset can (the built-in generator does)."""
+
+    @classmethod
+    def generate(cls, root: Path, **options: int) -> dict:
+        """Generate the dataset at ``root`` (``generated`` datasets only); returns the generator's
+        parameters. ``options`` override them; a folder made with other values is a DataError."""
+        raise DataError(f"dataset {cls.name} is read from its official download, not generated")
 
     @classmethod
     def list_pairs(cls, root: Path, split: str) -> list[Pair]:

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness import IGNORE_INDEX
 from harness.data.base import DATASETS
 from harness.data.files import Pair, PairedDataset, identity_label_map, pairs_by_stem, require_dir
 from harness.errors import DataError
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "vegetation", "terrain", "pole", "sign",
                "person", "car")
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, TERRAIN, POLE, SIGN, PERSON, CAR = range(10)
-IGNORE = 255
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
 SPLIT_CODES = {"train": 0, "val": 1}
@@ -297,11 +297,11 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
     # void: random clutter objects and an ego-vehicle hood, labelled ignore
     for _ in range(int(rng.random() < 0.4) * int(rng.integers(1, 3))):
         clutter = cv.ellipse(rng.uniform(0, w), rng.uniform(horizon * 0.5, h), rng.uniform(2, 9), rng.uniform(2, 9))
-        cv.paint(clutter, IGNORE, flat_colour, rng.uniform(0, 255, size=3), 20)
+        cv.paint(clutter, IGNORE_INDEX, flat_colour, rng.uniform(0, 255, size=3), 20)
     if rng.random() < 0.3:
         hood_h, bulge = rng.uniform(0.04, 0.1) * h, rng.uniform(0.02, 0.06) * h
         hood = yy > h - hood_h - bulge * (1 - ((xx - w / 2) / (w / 2)) ** 2)
-        cv.paint(hood, IGNORE, flat_colour, rng.uniform(10, 80, size=3), 4)
+        cv.paint(hood, IGNORE_INDEX, flat_colour, rng.uniform(10, 80, size=3), 4)
 
     # lighting: gain, colour cast, offset and a left-right gradient; then sensor noise
     gain = rng.uniform(0.65, 1.35) * rng.uniform(0.85, 1.15, size=3)
@@ -332,7 +332,7 @@ def _write_split(folder: Path, split: str, count: int, params: ToyCityParams) ->
 def _frequencies(counts: np.ndarray) -> dict[str, float]:
     total = counts.sum()
     freq = {name: round(float(counts[i] / total), 5) for i, name in enumerate(CLASS_NAMES)}
-    freq["ignore"] = round(float(counts[IGNORE] / total), 5)
+    freq["ignore"] = round(float(counts[IGNORE_INDEX] / total), 5)
     return freq
 
 
@@ -381,7 +381,7 @@ def generate(root: str | Path, params: ToyCityParams | None = None) -> Path:
         seconds = time.perf_counter() - start
         atomic_write_json(tmp / MANIFEST, {
             "name": "toycity", "version": GENERATOR_VERSION, "params": asdict(params),
-            "classes": list(CLASS_NAMES), "ignore_index": IGNORE,
+            "classes": list(CLASS_NAMES), "ignore_index": IGNORE_INDEX,
             "class_pixel_frequency": {split: _frequencies(c) for split, c in counts.items()},
             "generation_seconds": round(seconds, 2),
             "generation_cpu_seconds": round(time.process_time() - start_cpu, 2),
@@ -409,7 +409,7 @@ def nearest_colour_miou(root: str | Path, max_images: int | None = None) -> floa
     sums, counts = np.zeros((len(CLASS_NAMES), 3)), np.zeros(len(CLASS_NAMES))
     for image_path, label_path in ToyCity.find_pairs(root, "train")[:max_images]:
         image, label = ToyCity.load_pair(image_path, label_path)
-        valid = label != IGNORE
+        valid = label != IGNORE_INDEX
         counts += np.bincount(label[valid], minlength=len(CLASS_NAMES))
         for channel in range(3):
             sums[:, channel] += np.bincount(label[valid], image[..., channel][valid], minlength=len(CLASS_NAMES))
@@ -418,7 +418,7 @@ def nearest_colour_miou(root: str | Path, max_images: int | None = None) -> floa
     confusion = np.zeros((k, k), np.int64)
     for image_path, label_path in ToyCity.find_pairs(root, "val")[:max_images]:
         image, label = ToyCity.load_pair(image_path, label_path)
-        valid = label != IGNORE
+        valid = label != IGNORE_INDEX
         pixels = image[valid].astype(np.float64)
         predicted = ((pixels[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
         confusion += np.bincount(label[valid].astype(np.int64) * k + predicted, minlength=k * k).reshape(k, k)
@@ -436,12 +436,18 @@ class ToyCity(PairedDataset):
     splits = ("train", "val")
     label_map = identity_label_map(len(CLASS_NAMES))
     label_values = f"0..{len(CLASS_NAMES) - 1} or 255"
+    generated = True
 
     @classmethod
     def ensure(cls, root: Path) -> None:
         """Generate the default dataset at ``root`` on first use (a no-op when already there)."""
         if read_manifest(root) is None:
             generate(root)
+
+    @classmethod
+    def generate(cls, root: Path, **options: int) -> dict:
+        generate(root, ToyCityParams(**options) if options else None)
+        return read_manifest(root)["params"]
 
     @classmethod
     def list_pairs(cls, root: Path, split: str) -> list[Pair]:

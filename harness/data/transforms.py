@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from harness.data.files import IGNORE_INDEX
+from harness import IGNORE_INDEX
 
 NORMALIZATION = "imagenet_rgb"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -40,7 +40,7 @@ def build_optimizer(train: TrainConfig, params: Iterable[nn.Parameter], lr: floa
         return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay)
-    raise ValueError(f"unknown optimizer {train.optimizer!r}")  # validate_values refuses it earlier
+    raise ValueError(f"unknown optimizer {train.optimizer!r}")  # the config's Literal type refuses it earlier
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

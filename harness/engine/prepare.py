@@ -3,10 +3,7 @@ file is written: names, method options, dataset root, teacher checkpoint, output
 state. A problem here is a :class:`~harness.errors.UserError` and leaves the disk untouched."""
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from harness.config import RunConfig, check_value, to_dict
+from harness.config import RunConfig, to_dict
 from harness.engine.checkpoint import check_resumable, checkpoint_path, load_checkpoint
 from harness.engine.provenance import sha256_of
 from harness.engine.seeding import side_stream
@@ -93,39 +90,6 @@ def _named(kind: str, key: str, build: Any) -> Any:
         raise ConfigError(f"{err}; fix {key} ({kind})") from None
 
 
-def check_method_options(method_cls: Any, preset: str | None, options: dict[str, Any],
-                         key: str = "method", fix: str = "fix it in the config or with --set") -> None:
-    """Types and ranges of ``method.options`` against the method's ``Options`` dataclass.
-
-    Each given option must have its declared type (``<key>.options.<name>`` named in the error);
-    every float option of the resolved options (weights, lambdas, temperatures, eps) must be a
-    finite number >= 0: no method has a meaningful negative one, and a negative weight would
-    silently turn distillation into anti-distillation. Unknown options or presets are refused
-    with the valid ones listed. ``key`` and ``fix`` say where the values came from (the run
-    config, or a variant of the workflow config).
-    """
-    options_cls = method_cls.Options
-    hints = typing.get_type_hints(options_cls)
-    for name, value in options.items():
-        if name in hints:
-            try:
-                check_value(value, hints[name], f"{key}.options.{name}")
-            except ConfigError as err:
-                raise ConfigError(f"{err}; {fix}") from None
-    try:
-        resolved = method_cls.make_options(preset, **{k: tuple(v) if isinstance(v, list) else v
-                                                      for k, v in options.items()})
-    except (TypeError, ValueError) as err:  # unknown option or preset: the message lists valid ones
-        raise ConfigError(f"{err}; fix {key}.preset / {key}.options") from None
-    for field in dataclasses.fields(resolved):
-        value = getattr(resolved, field.name)
-        if hints.get(field.name) is float and (not math.isfinite(value) or value < 0):
-            source = (f"{key}.options" if field.name in options
-                      else f"preset {preset!r}" if preset else "the method's default")
-            raise ConfigError(f"config key '{key}.options.{field.name}' must be a number >= 0, got "
-                              f"{value!r} (from {source}); {fix}")
-
-
 def resolve_teacher_folder(path: str) -> Path:
     """A teacher checkpoint is a saved-model folder or a run folder holding ``model/``."""
     folder = Path(path)
@@ -135,7 +99,7 @@ def resolve_teacher_folder(path: str) -> Path:
 def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInputs:
     """Build the models, distiller and datasets of ``config`` and check every input."""
     from harness.data import DATASETS, build_dataset, check_dataset
-    from harness.methods import METHODS, build_distiller
+    from harness.methods import build_distiller, method_options
     from harness.models import MODELS, build_model, load_model
 
     check_run_folder(out_dir)
@@ -144,8 +108,7 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
     _named("model", "model.student", lambda: MODELS.get(model.student))
     if model.teacher is not None:
         _named("model", "model.teacher", lambda: MODELS.get(model.teacher))
-    method_cls = _named("method", "method.name", lambda: METHODS.get(config.method.name))
-    check_method_options(method_cls, config.method.preset, config.method.options)
+    method_cls, _ = method_options(config.method.name, config.method.preset, config.method.options)
     if data.batch_size % world_size:
         raise ConfigError(f"data.batch_size {data.batch_size} is not divisible by the "
                           f"{world_size} processes; set a multiple of {world_size}")

@@ -7,6 +7,7 @@ for a block.
 from __future__ import annotations
 
 import contextlib
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +116,10 @@ def conv1x1(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
 
 
+#: the projector kinds a method option may name (checked by the option's type)
+ProjectorKind = Literal["mlp", "conv_bn_relu"]
+
+
 class Projector(nn.Sequential):
     """1x1-conv projector ``C_in -> (hidden) -> C_out``.
 
@@ -125,7 +130,7 @@ class Projector(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int | None = None,
-                 kind: str = "mlp", first_bias: bool = False) -> None:
+                 kind: ProjectorKind = "mlp", first_bias: bool = False) -> None:
         if kind == "mlp":
             hidden = hidden or out_channels
             layers = [conv1x1(in_channels, hidden, bias=first_bias), nn.BatchNorm2d(hidden),
@@ -134,5 +139,5 @@ class Projector(nn.Sequential):
             layers = [conv1x1(in_channels, out_channels, bias=first_bias),
                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
         else:
-            raise ValueError(f"unknown projector kind {kind!r}; valid: 'mlp', 'conv_bn_relu'")
+            raise ValueError(f"unknown projector kind {kind!r}")  # the option's type refuses it
         super().__init__(*layers)

@@ -49,6 +49,7 @@ the student's stage and the row would not be "L_kd only".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,28 +58,28 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.methods.base import METHODS, Distiller
 from harness.methods.base import Options as BaseOptions
-from harness.methods.common import (Projector, fp32, loss_precision, masked_mean, one_hot,
+from harness.methods.common import (Projector, ProjectorKind, fp32, loss_precision, masked_mean, one_hot,
                                     resize_labels, resize_to, valid_mask)
 from harness.methods.kd import kd_on_outputs
 from harness.models.base import ModelInfo, SegOutput
 
-RELIABILITIES = ("bce", "ce")
-KEM_AXES = ("class", "space")
-KEM_FORMS = ("target", "pixel", "binary")
+Reliability = Literal["bce", "ce"]
+KemAxis = Literal["class", "space"]
+KemForm = Literal["target", "pixel", "binary"]
 
 
 @dataclass(frozen=True)
 class Options(BaseOptions):
     stages: tuple[int, ...] = (-1,)  # docs/methods.md §HeteroAKD: last encoder stage of each side
     teacher_stages: tuple[int, ...] | None = None  # None: the same indices as `stages`
-    projector: str = "mlp"  # docs/methods.md §HeteroAKD: mlp (default) | conv_bn_relu
+    projector: ProjectorKind = "mlp"  # docs/methods.md §HeteroAKD: mlp (default) | conv_bn_relu
     hidden: int = 256  # D of the mlp projector: not stated anywhere; a usual seg-head width
     proj_ce_weight: float = 1.0  # docs/methods.md §HeteroAKD step 1
-    reliability: str = "bce"  # docs/methods.md §HeteroAKD step 2: bce (default) | ce
+    reliability: Reliability = "bce"  # docs/methods.md §HeteroAKD step 2: bce (default) | ce
     kmm: bool = True  # docs/methods.md §HeteroAKD step 2 (ablation switch)
     kem: bool = True  # docs/methods.md §HeteroAKD step 3 (ablation switch)
-    kem_axis: str = "class"  # docs/methods.md §HeteroAKD step 3: class (default) | space
-    kem_form: str = "target"  # docs/methods.md §HeteroAKD step 4: target (default) | pixel | binary
+    kem_axis: KemAxis = "class"  # docs/methods.md §HeteroAKD step 3: class (default) | space
+    kem_form: KemForm = "target"  # docs/methods.md §HeteroAKD step 4: target (default) | pixel | binary
     temperature: float = 1.0  # docs/methods.md §HeteroAKD step 4: T = 1
     lambda1: float = 0.1  # docs/methods.md §HeteroAKD: one secondary source
     lambda2: float = 1.0  # docs/methods.md §HeteroAKD: not found; the sensitivity grid locates it
@@ -87,7 +88,7 @@ class Options(BaseOptions):
     eps: float = 1e-6  # keeps S_t defined when H_t = H_s = 0
 
 
-def reliability(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+def reliability(logits: torch.Tensor, target: torch.Tensor, kind: Reliability = "bce") -> torch.Tensor:
     """Per-pixel, per-class unreliability ``H`` (lower = more reliable), float32.
 
     logits: (B, K, H, W); target: (B, K, H, W) one-hot labels (zeros at ignored pixels).
@@ -100,7 +101,7 @@ def reliability(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -
     if kind == "ce":
         ce = -(F.log_softmax(logits, dim=1) * target).sum(1, keepdim=True)
         return ce.expand_as(logits)
-    raise ConfigError(f"unknown reliability {kind!r}; valid: {', '.join(RELIABILITIES)}")
+    raise ValueError(f"unknown reliability {kind!r}")  # the option's type refuses it
 
 
 def mix_knowledge(logits_t: torch.Tensor, logits_s: torch.Tensor, h_t: torch.Tensor,
@@ -114,7 +115,7 @@ def mix_knowledge(logits_t: torch.Tensor, logits_s: torch.Tensor, h_t: torch.Ten
 
 
 def kem_weights(h_s: torch.Tensor, h_h: torch.Tensor, valid: torch.Tensor,
-                axis: str = "class") -> torch.Tensor:
+                axis: KemAxis = "class") -> torch.Tensor:
     """KEM: ``W = softmax(H_s + max(0, H_s - H_h))``, detached, (B, K, H, W).
 
     axis="class": softmax over the K classes at each pixel (sums to 1 per pixel).
@@ -131,11 +132,11 @@ def kem_weights(h_s: torch.Tensor, h_h: torch.Tensor, valid: torch.Tensor,
         flat = score.reshape(b, k, -1).masked_fill(~mask, float("-inf"))
         weights = torch.softmax(flat, dim=-1).nan_to_num(0.0)  # all -inf row -> 0
         return weights.reshape_as(score)
-    raise ConfigError(f"unknown kem_axis {axis!r}; valid: {', '.join(KEM_AXES)}")
+    raise ValueError(f"unknown kem_axis {axis!r}")  # the option's type refuses it
 
 
 def weighted_distillation(logits_s: torch.Tensor, logits_h: torch.Tensor, weights: torch.Tensor,
-                          form: str = "target", temperature: float = 1.0) -> torch.Tensor:
+                          form: KemForm = "target", temperature: float = 1.0) -> torch.Tensor:
     """Per-pixel ``L_hakd`` (B, H, W) of student logits against the mixed knowledge ``Z_h``
     (detached), with per-class weights ``w`` (B, K, H, W, detached) entering as ``form``
     (module docstring, step 4)."""
@@ -150,12 +151,13 @@ def weighted_distillation(logits_s: torch.Tensor, logits_h: torch.Tensor, weight
         return (weights * cross).sum(1)
     if form == "pixel":
         return (weights * soft_h).sum(1) * cross.sum(1)
-    raise ConfigError(f"unknown kem_form {form!r}; valid: {', '.join(KEM_FORMS)}")
+    raise ValueError(f"unknown kem_form {form!r}")  # the option's type refuses it
 
 
 def heteroakd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch.Tensor, *,
-                   kmm: bool = True, kem: bool = True, kem_axis: str = "class",
-                   kem_form: str = "target", reliability_kind: str = "bce",
+                   kmm: bool = True, kem: bool = True, kem_axis: KemAxis = "class",
+                   kem_form: KemForm = "target",
+                   reliability_kind: Reliability = "bce",
                    temperature: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
     """``L_hakd`` (unweighted) for projected logits on one grid, float32.
 
@@ -223,18 +225,6 @@ class HeteroAKD(Distiller):
 
     def __init__(self, student: ModelInfo, teacher: ModelInfo | None, options: Options) -> None:
         super().__init__(student, teacher, options)
-        if options.reliability not in RELIABILITIES:
-            raise ConfigError(f"unknown heteroakd reliability {options.reliability!r}; "
-                              f"valid: {', '.join(RELIABILITIES)}")
-        if options.kem_axis not in KEM_AXES:
-            raise ConfigError(f"unknown heteroakd kem_axis {options.kem_axis!r}; "
-                              f"valid: {', '.join(KEM_AXES)}")
-        if options.kem_form not in KEM_FORMS:
-            raise ConfigError(f"unknown heteroakd kem_form {options.kem_form!r}; "
-                              f"valid: {', '.join(KEM_FORMS)}")
-        if options.projector not in ("mlp", "conv_bn_relu"):
-            raise ConfigError(f"unknown heteroakd projector {options.projector!r}; "
-                              "valid: mlp, conv_bn_relu")
         if student.num_classes != teacher.num_classes:
             raise ConfigError(f"heteroakd needs the same classes on both sides; student has "
                               f"{student.num_classes}, teacher {teacher.num_classes}")

@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness import IGNORE_INDEX  # noqa: E402
 from harness.io import atomic_write_with  # noqa: E402
 
-IGNORE = 255
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
@@ -159,7 +159,7 @@ def colourise(label: np.ndarray, num_classes: int) -> np.ndarray:
     """Class map (H, W) -> RGB (H, W, 3) in [0, 1]; ignore (255) black."""
     palette = plt.get_cmap("tab20", max(num_classes, 2))(np.arange(max(num_classes, 2)))[:, :3]
     rgb = np.zeros(label.shape + (3,))
-    valid = label != IGNORE
+    valid = label != IGNORE_INDEX
     rgb[valid] = palette[np.clip(label[valid], 0, num_classes - 1)]
     return rgb
 

@@ -483,8 +483,7 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
     Run before the first job (``onstart``) and by ``grid check``, so a typo or a bad value fails
     in seconds rather than after hours of other jobs.
     """
-    from harness.engine.prepare import check_method_options
-    from harness.methods import METHODS
+    from harness.methods import METHODS, method_options
     from harness.models import MODELS
 
     for name in datasets:
@@ -507,8 +506,8 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                     f"datasets.{name}: method {variant.method} has no preset {variant.preset!r}; "
                     f"valid: {', '.join(sorted(presets))}"
                 )
-            check_method_options(METHODS.get(variant.method), variant.preset, variant.options_dict,
-                                 key=key, fix="fix it in the workflow config or with --config")
+            method_options(variant.method, variant.preset, variant.options_dict, key=key,
+                           fix="fix it in the workflow config or with --config")
 
 
 def check_recorded(config: dict[str, Any]) -> None:

@@ -196,11 +196,13 @@ class _Refusal(argparse.ArgumentParser):
 
 
 def check_commands(plans: dict[str, DatasetPlan], datasets: list[str]) -> int:
-    """Parse every job's command line with the CLI's parser and every training job's settings
-    with the run-config loader; the first that fails is a ConfigError naming the job. Returns
-    the number of jobs checked (imports torch)."""
+    """Parse every job's command line with the CLI's parser, and every training job's settings
+    with the run-config loader and the method's option check (what ``train`` does first); the
+    first that fails is a ConfigError naming the job. Returns the number of jobs checked
+    (imports torch)."""
     from harness.cli import build_parser
     from harness.config import load_config
+    from harness.methods import method_options
 
     parser = build_parser(_Refusal)
     checked = 0
@@ -211,7 +213,8 @@ def check_commands(plans: dict[str, DatasetPlan], datasets: list[str]) -> int:
             try:
                 parsed = parser.parse_args(args if rule == "prepare_data" else [*args, "--out", "out"])
                 if rule in ("train_teacher", "train_student", "distill"):
-                    load_config(None, parsed.overrides)
+                    method = load_config(None, parsed.overrides).method
+                    method_options(method.name, method.preset, method.options)
             except (ValueError, ConfigError) as err:
                 raise ConfigError(f"job {rule} {wildcards} would run `python -m harness "
                                   f"{shlex.join(args)}`, which fails: {err}; fix "

@@ -1,5 +1,5 @@
-# The built-in dataset is generated (seeded) and checked once; real datasets are only checked
-# (common.smk, before the first job).
+# The built-in dataset is generated (seeded) and every file read back once (`data prepare`);
+# real datasets are only checked (common.smk, before the first job).
 
 
 rule prepare_data:
