@@ -7,7 +7,9 @@ validated the same way against the method's own ``Options`` dataclass (``harness
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import math
 import re
 import types
@@ -19,6 +21,13 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: old run-config key -> its new name (same parent), and old values of a key -> the new value;
+#: accepted for one release, each with a one-line warning
+RENAMED_KEYS = {"model.teacher_checkpoint": "model.teacher_model"}
+RENAMED_VALUES = {"protocol": {"cirkd": "reference"}}
 
 
 class _Loader(yaml.SafeLoader):
@@ -77,7 +86,7 @@ class DataConfig:
 class ModelConfig:
     student: str = "deeplabv3_r18"
     teacher: str | None = None
-    teacher_checkpoint: str | None = None  # a run folder or checkpoint file of the teacher
+    teacher_model: str | None = None  # the teacher's saved model folder, or a run folder holding model/
     pretrained: str | None = None  # local ImageNet weights for the student's encoder
 
 
@@ -92,7 +101,7 @@ class MethodConfig:
 class TrainConfig:
     iterations: int = 300
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.02  # at batch 16 for SGD (protocol "cirkd"); scaled linearly with batch
+    lr: float = 0.02  # at batch 16 for SGD (the reference protocol); scaled linearly with batch
     lr_reference_batch: int = 16
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -113,14 +122,16 @@ class TrainConfig:
 
 #: What each protocol fixes beyond the config's own values (docs/protocol.md §Resizing).
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "cirkd": {"align_corners": True},  # CIRKD / Af-DCD: SegCrossEntropyLoss and validation
+    "reference": {"align_corners": True},  # CIRKD / Af-DCD: SegCrossEntropyLoss and validation
 }
 
 
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
-    protocol: str = "cirkd"
+    # the protocol the settings follow (docs/protocol.md), recorded in every run; tables never
+    # mix two
+    protocol: str = "reference"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -247,6 +258,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def current_value(key: str, value: Any) -> Any:
+    """``value`` of config key ``key`` under its current name (see :data:`RENAMED_VALUES`)."""
+    return RENAMED_VALUES.get(key, {}).get(value, value)
+
+
+def upgrade(data: dict[str, Any], *, warn: bool = True) -> dict[str, Any]:
+    """A copy of the nested run-config dict ``data`` with old key names and values replaced by
+    the current ones (one warning line each when ``warn``)."""
+    data = copy.deepcopy(data)
+    for old, new in RENAMED_KEYS.items():
+        *parents, last = old.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            continue
+        new_last = new.rsplit(".", 1)[-1]
+        if new_last in node:
+            raise ConfigError(f"config keys {old!r} and {new!r} are one setting; keep only {new!r}")
+        node[new_last] = node.pop(last)
+        if warn:
+            log.warning("config key %r is deprecated and goes in the next release; use %r", old, new)
+    for key, values in RENAMED_VALUES.items():
+        if key in data and isinstance(data[key], str) and data[key] in values:
+            if warn:
+                log.warning("%s: %r is deprecated and goes in the next release; use %r", key,
+                            data[key], values[data[key]])
+            data[key] = values[data[key]]
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config (or the defaults), apply ``--set`` overrides, validate."""
     data: dict[str, Any] = {}
@@ -262,7 +304,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = _yaml(text, f"config file {file}", "fix its syntax") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
-    data = apply_overrides(data, overrides or [])
+    data = upgrade(apply_overrides(data, overrides or []))
     config = from_dict(RunConfig, data)
     validate_values(config)
     return config

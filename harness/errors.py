@@ -2,7 +2,7 @@
 
 
 class UserError(Exception):
-    """A problem the user can fix (bad config, missing data, wrong checkpoint).
+    """A problem the user can fix (bad config, missing data, wrong saved model).
 
     The CLI prints it as one line and exits with status 2, before any output file is written.
     """
@@ -17,4 +17,5 @@ class ConfigError(UserError):
 
 
 class CheckpointError(UserError):
-    """A checkpoint does not match the requested architecture, class count or dataset."""
+    """A resume checkpoint or a saved model cannot be used (unreadable, or another architecture,
+    class count or dataset)."""

@@ -11,9 +11,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Snakefile, workflow/, profiles/ and the recorded figures under ``dest``; returns ``dest``."""
+    """Snakefile, workflow/, profiles/ and the published figures under ``dest``; returns ``dest``."""
     for item in ("Snakefile", "workflow", "profiles"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    shutil.copytree(ROOT / "results/recorded", dest / "results/recorded")
+    shutil.copytree(ROOT / "results/published", dest / "results/published")
     return dest

@@ -126,3 +126,15 @@ def test_yaml_reads_on_off_as_strings_and_exponents_as_numbers(tmp_path):
     assert (config.train.channels_last, config.train.amp) == ("on", "off")
     assert config.train.lr == 1e-4 and config.train.weight_decay == 5e-4 and config.train.grad_clip == 10.0
     assert config.data.flip is False
+
+
+def test_old_key_names_and_values_still_work_with_one_warning_each(caplog):
+    with caplog.at_level("WARNING", logger="harness.config"):
+        config = load_config(None, ["model.teacher_checkpoint=runs/t", "protocol=cirkd"])
+    assert (config.model.teacher_model, config.protocol) == ("runs/t", "reference")
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key 'model.teacher_checkpoint' is deprecated and goes in the next release; "
+        "use 'model.teacher_model'",
+        "protocol: 'cirkd' is deprecated and goes in the next release; use 'reference'"]
+    with pytest.raises(ConfigError, match="one setting; keep only 'model.teacher_model'"):
+        load_config(None, ["model.teacher_checkpoint=a", "model.teacher_model=b"])

@@ -23,7 +23,7 @@ from harness.models import build_model, load_model, save_model
 METRIC_KEYS = {"miou", "best_miou", "best_iteration", "per_class_iou", "pixel_accuracy", "iterations",
                "wall_time_s", "images_per_s", "peak_memory_mb", "trainable_params", "method_params",
                "method", "student", "teacher", "dataset", "seed", "protocol", "align_corners",
-               "config", "teacher_checkpoint", "versions", "git_commit", "device"}
+               "config", "teacher_model", "versions", "git_commit", "device"}
 
 
 def tiny(root, *overrides):
@@ -59,9 +59,9 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     assert set(on_disk["per_class_iou"]) == {"sky", "building", "road", "sidewalk", "vegetation",
                                              "terrain", "pole", "sign", "person", "car"}
     assert on_disk["iterations"] == 4 and on_disk["seed"] == 0 and on_disk["teacher"] is None
-    assert on_disk["teacher_checkpoint"] is None and on_disk["method"] == "baseline"
-    # the cirkd protocol resizes logits with align_corners=True; the model folder records it
-    assert on_disk["protocol"] == "cirkd" and on_disk["align_corners"] is True
+    assert on_disk["teacher_model"] is None and on_disk["method"] == "baseline"
+    # the reference protocol resizes logits with align_corners=True; the model folder records it
+    assert on_disk["protocol"] == "reference" and on_disk["align_corners"] is True
     assert json.loads((run / "model" / "config.json").read_text())["align_corners"] is True
     assert on_disk["trainable_params"] == sum(p.numel() for p in build_model("deeplabv3_tiny", 10).parameters())
     assert on_disk["method_params"] == 0 and on_disk["images_per_s"] > 0
@@ -163,10 +163,10 @@ def test_forced_bf16_and_channels_last_run_on_cpu(toy_root, tmp_path):
 def test_distillation_uses_teacher_and_trains_method_parameters(toy_root, tmp_path, teacher_dir):
     run = tmp_path / "run"
     metrics = train(tiny(toy_root, "method.name=heteroakd", "model.teacher=segformer_tiny",
-                         f"model.teacher_checkpoint={teacher_dir.parent}", "train.iterations=2",
+                         f"model.teacher_model={teacher_dir.parent}", "train.iterations=2",
                          "train.eval_every=0"), run)
     digest = hashlib.sha256((teacher_dir / "model.safetensors").read_bytes()).hexdigest()
-    assert metrics["teacher_checkpoint"] == {"path": str(teacher_dir), "sha256": digest,
+    assert metrics["teacher_model"] == {"path": str(teacher_dir), "sha256": digest,
                                              "dataset": "toycity", "miou": 12.5}
     assert metrics["teacher"] == "segformer_tiny" and metrics["method_params"] > 0
     columns = set(read_log(run)[0])
@@ -192,7 +192,7 @@ def test_every_method_starts_the_same_student_and_random_stream(toy_root, tmp_pa
     for method in ("baseline", "kd", "heteroakd", "cirkd", "afdcd"):
         extra = [] if method == "baseline" else [
             f"method.name={method}", "model.teacher=segformer_tiny",
-            f"model.teacher_checkpoint={teacher_dir.parent}"]
+            f"model.teacher_model={teacher_dir.parent}"]
         config = tiny(toy_root, *extra)
         seed_everything(config.seed)
         inputs = prepare_run(config, tmp_path / method)
@@ -242,7 +242,7 @@ def test_benchmark_full_step_gives_the_terms_of_a_training_iteration(toy_root, t
     monkeypatch.setattr(loop, "prepare_run", spy_prepare)
     monkeypatch.setattr(loop, "build_train_loader", spy_loader)
     config = tiny(toy_root, f"method.name={method}", "model.teacher=segformer_tiny",
-                  f"model.teacher_checkpoint={teacher_dir.parent}", "train.iterations=1",
+                  f"model.teacher_model={teacher_dir.parent}", "train.iterations=1",
                   "train.eval_every=0")
     train(config, tmp_path / "run")
     row = read_log(tmp_path / "run")[0]
@@ -275,13 +275,13 @@ def wrong_teachers(tmp_path_factory):
     (["method.name=kd", "method.options.temperature=.nan"], ConfigError, r"method\.options\.temperature"),
     (["method.name=kd", "method.options.weigth=1"], ConfigError, "weigth"),
     (["method.name=kd"], ConfigError, "needs a teacher"),
-    (["method.name=kd", "model.teacher=deeplabv3_small", "model.teacher_checkpoint={teacher}"],
+    (["method.name=kd", "model.teacher=deeplabv3_small", "model.teacher_model={teacher}"],
      CheckpointError, "segformer_tiny"),
-    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_checkpoint={wrong}/other_dataset"],
+    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_model={wrong}/other_dataset"],
      CheckpointError, "cityscapes"),
-    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_checkpoint={wrong}/other_classes"],
+    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_model={wrong}/other_classes"],
      CheckpointError, "7 classes"),
-    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_checkpoint={wrong}/absent"],
+    (["method.name=kd", "model.teacher=segformer_tiny", "model.teacher_model={wrong}/absent"],
      CheckpointError, "does not exist"),
 ])
 def test_bad_inputs_raise_before_any_file_is_written(toy_root, tmp_path, teacher_dir, wrong_teachers,

@@ -203,7 +203,7 @@ def write_finished_run(folder: Path, method: str, seed: int, miou: float) -> Pat
     folder.mkdir(parents=True)
     metrics = {"miou": miou, "best_miou": miou, "method": method, "student": "segformer_tiny",
                "teacher": None if method == "baseline" else "deeplabv3_small", "seed": seed,
-               "dataset": "toycity", "protocol": "cirkd",
+               "dataset": "toycity", "protocol": "reference",
                "config": {"method": {"name": method, "preset": None, "options": {}}}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
@@ -225,7 +225,7 @@ def test_malformed_published_row_is_one_line_and_keeps_the_table(tmp_path, capsy
     table.write_text("the previous table\n")
     before = listing(tmp_path)
     refused(["report", "table", *map(str, runs), "--pairs", "deeplabv3_small:segformer_tiny",
-             "--methods", "baseline,kd", "--recorded", str(published), "--out", str(table)],
+             "--methods", "baseline,kd", "--published", str(published), "--out", str(table)],
             capsys, str(published), fragment)
     assert listing(tmp_path) == before
 
@@ -321,14 +321,14 @@ def test_grid_check_validates_every_variants_options(tmp_path, capsys, edit, fra
     assert listing(tmp_path) == before
 
 
-# ---- 7. the recorded figures checked before Snakemake removes a table -----------------------------
+# ---- 7. the published figures checked before Snakemake removes a table -----------------------------
 
 def test_grid_check_validates_the_published_figures(tmp_path, capsys):
     published = tmp_path / "published.csv"
     published.write_text("dataset,split,teacher,student,method,miou,source,note\n"
                          "toycity,val,a,b,kd,70,a paper, with a comma,\n")
     config = workflow_config(tmp_path, lambda toy: None)
-    text = config.read_text().replace("results/recorded/published_results.csv", str(published))
+    text = config.read_text().replace("results/published/published_results.csv", str(published))
     config.write_text(text)
     before = listing(tmp_path)
     refused(["grid", "check", "--config", str(config), "--datasets", "toycity"], capsys,

@@ -1,4 +1,4 @@
-"""Report layer: tables, ablation, sensitivity, recorded results, CKA, figures, compare."""
+"""Report layer: tables, ablation, sensitivity, published results, CKA, figures, compare."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.errors import DataError
-from harness.report import cka, plots, recorded, tables
+from harness.report import cka, plots, published, tables
 from harness.report.compare import compare_text
 from harness.report.runs import load_run, load_runs
 
@@ -21,7 +21,7 @@ T, S = "deeplabv3_small", "segformer_tiny"
 
 def write_run(folder: Path, *, miou: float, method: str, student: str = S, teacher: str | None = T,
               seed: int = 0, preset: str | None = None, options: dict | None = None,
-              dataset: str = "toycity", protocol: str = "cirkd", terms: tuple[str, ...] = ()) -> Path:
+              dataset: str = "toycity", protocol: str = "reference", terms: tuple[str, ...] = ()) -> Path:
     """A finished run folder as `python -m harness train` writes it (the keys the report reads)."""
     folder.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -59,7 +59,7 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
                          "preset": [None, "cirkd"], "overhead": [1.07, 1.21]})
     frame = tables.build_table(load_runs(grid_runs), [tables.PairSpec(T, S, "heterogeneous")],
                                ["baseline", "kd", "cwd"], teacher_miou={T: 70.0},
-                               recorded=recorded.load_recorded(rec), cost=cost)
+                               published=published.load_published(rec), cost=cost)
     assert list(frame.columns) == tables.TABLE_COLUMNS
     base, kd, cwd = (frame.iloc[i] for i in range(3))
     assert (base.method, base.miou_mean, base.miou_std, base.n_seeds, base.delta) == ("baseline", 52.0, 2.0, 3, 0.0)
@@ -159,11 +159,11 @@ def test_sensitivity_resolves_defaults_and_marks_them(tmp_path: Path) -> None:
     assert png.stat().st_size > 1000
 
 
-def test_recorded_file_of_the_project_is_valid() -> None:
-    frame = recorded.load_recorded(ROOT / "results/recorded/published_results.csv")
+def test_published_file_of_the_project_is_valid() -> None:
+    frame = published.load_published(ROOT / "results/published/published_results.csv")
     assert len(frame) == 42 and frame.miou.between(0, 100).all() and (frame.source != "").all()
-    assert recorded.published(frame, "cityscapes", "val", "segformer_b4", "deeplabv3_mbv2", "heteroakd")[0] == 74.91
-    assert recorded.published_teacher(frame, "cityscapes", "val", "deeplabv3_r101") == 78.07
+    assert published.lookup(frame, "cityscapes", "val", "segformer_b4", "deeplabv3_mbv2", "heteroakd")[0] == 74.91
+    assert published.lookup_teacher(frame, "cityscapes", "val", "deeplabv3_r101") == 78.07
 
 
 @pytest.mark.parametrize("row, message", [
@@ -173,14 +173,14 @@ def test_recorded_file_of_the_project_is_valid() -> None:
     ("cityscapes,dev,a,b,kd,70,src,", "split 'dev'"),
     ("cityscapes,val,a,b,kd,70,src,\ncityscapes,val,a,b,kd,71,src2,", "more than one figure"),
 ])
-def test_recorded_validation_rejects_bad_files(tmp_path: Path, row: str, message: str) -> None:
+def test_published_validation_rejects_bad_files(tmp_path: Path, row: str, message: str) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("dataset,split,teacher,student,method,miou,source,note\n" + row + "\n")
     with pytest.raises(DataError, match=message):
-        recorded.load_recorded(bad)
+        published.load_published(bad)
     bad.write_text("dataset,teacher,student,method,miou,source\ncityscapes,a,b,kd,70,src\n")
     with pytest.raises(DataError, match="expected exactly"):
-        recorded.load_recorded(bad)
+        published.load_published(bad)
 
 
 def test_linear_cka_hand_value_and_invariances() -> None:

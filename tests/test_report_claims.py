@@ -155,7 +155,7 @@ def test_claims_ablation_sensitivity_cka_and_unmeasured():
 
 
 def test_claims_file_of_the_project_is_valid_and_markdown(tmp_path: Path):
-    claims = C.load_claims(ROOT / "results/recorded/published_claims.csv")
+    claims = C.load_claims(ROOT / "results/published/published_claims.csv")
     assert len(claims) == 8 and (claims.source != "").all()
     assert set(claims.test) == set(C.CHOICES["test"])
     assert claims.set_index("claim").published_effect["improves_homogeneous"] == 1.61

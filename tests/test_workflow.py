@@ -42,7 +42,7 @@ def expected_jobs(name: str) -> dict[str, int]:
     distill = len(pairs) * (len(d["methods"]) - 1)  # every pair x every method but baseline
     counts = {"eval_teacher": len(teachers), "train_student": len(students) * seeds, "table": 1,
               "cka": 1, "qualitative": 1}
-    trained = [t for t in teachers if d["teachers"][t]["checkpoint"] is None]
+    trained = [t for t in teachers if d["teachers"][t]["model"] is None]
     if trained:
         counts["train_teacher"] = len(trained)
     if "ablation" in d:
@@ -205,7 +205,7 @@ def test_variant_names_reuse_the_main_runs() -> None:
     settings = plan.train_settings("segformer_tiny", 0, teacher="deeplabv3_small",
                                    variant=plan.sensitivity[1][1])
     assert "method.options.lambda1=0.1" in settings and "train.optimizer=adamw" in settings
-    assert "model.teacher_checkpoint=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
+    assert "model.teacher_model=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
 
 
 def test_workflow_families_agree_with_each_models_own_family() -> None:
@@ -219,6 +219,36 @@ def test_workflow_families_agree_with_each_models_own_family() -> None:
     torch.manual_seed(0)
     for name, family in CONFIG["families"].items():
         assert build_model(name, 2).info.family == family, name
+
+
+def test_old_workflow_key_names_plan_the_same_grid_with_one_warning_each(caplog) -> None:
+    old = copy.deepcopy(CONFIG)
+    old["recorded"] = old.pop("published")
+    toy = old["datasets"]["toycity"]
+    toy["prepare"] = toy.pop("generated")
+    toy["protocol"] = "cirkd"
+    for spec in toy["teachers"].values():
+        spec["checkpoint"] = spec.pop("model")
+    grid.validate_schema(copy.deepcopy(old))
+    with caplog.at_level("WARNING", logger="harness.workflow.grid"):
+        plans = grid.check_config(old)
+    assert len(caplog.records) == 5 and all("deprecated" in r.getMessage() for r in caplog.records)
+    assert "datasets.toycity.prepare is deprecated" in caplog.records[1].getMessage()
+    new = grid.check_config(copy.deepcopy(CONFIG))
+    for rule, wildcards in rules.jobs(new["toycity"]):
+        assert rules.command(plans["toycity"], rule, wildcards) == rules.command(
+            new["toycity"], rule, wildcards)
+    both = copy.deepcopy(CONFIG)
+    both["recorded"] = both["published"]
+    with pytest.raises(ConfigError, match="recorded and published are one setting"):
+        grid.check_config(both)
+
+
+def test_generated_must_say_what_the_dataset_is() -> None:
+    plans = grid.check_config(bad("datasets.cityscapes.generated", True))
+    with pytest.raises(ConfigError, match="datasets.cityscapes.generated is true, but cityscapes is "
+                                          "read from its download; set it to false"):
+        grid.check_names(plans, ["cityscapes"])
 
 
 def test_snakemake_refuses_a_bad_config_before_any_job() -> None:

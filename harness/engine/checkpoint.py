@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from harness.config import upgrade
 from harness.errors import CheckpointError
 from harness.io import atomic_write_with
 
@@ -78,7 +79,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_resumable(saved_config: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint written under a different config (its result would be
     neither run's)."""
-    old, new = _flatten(saved_config), _flatten(config)
+    old, new = _flatten(upgrade(saved_config, warn=False)), _flatten(config)
     differing = sorted(k for k in set(old) | set(new)
                        if k not in RESUME_MAY_DIFFER and old.get(k) != new.get(k))
     if differing:

@@ -44,7 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.config import PROTOCOLS, RunConfig
+    from harness.config import PROTOCOLS, RunConfig, current_value
     from harness.data import DATASETS, build_dataset, check_dataset
     from harness.engine import provenance
     from harness.engine.evaluate import evaluate
@@ -73,7 +73,8 @@ def run_eval(args: argparse.Namespace) -> int:
     # the model's own protocol (a run's model folder records it), else the default protocol
     align = meta.get("align_corners")
     if align is None:
-        align = PROTOCOLS.get(meta.get("protocol"), PROTOCOLS[RunConfig.protocol])["align_corners"]
+        protocol = current_value("protocol", meta.get("protocol"))
+        align = PROTOCOLS.get(protocol, PROTOCOLS[RunConfig.protocol])["align_corners"]
     scores = evaluate(precision.prepare(model.to(device)), dataset, device=device,
                       precision=precision, align_corners=align)
     result = {

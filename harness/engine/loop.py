@@ -371,7 +371,7 @@ def _metrics(run: _Run, progress: _Progress, scores: dict) -> dict:
         "world_size": run.ctx.world_size,
         "resumed_from": progress.start_iteration or None,
         "config": run.resolved,
-        "teacher_checkpoint": run.inputs.teacher_checkpoint,
+        "teacher_model": run.inputs.teacher_model,
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
         "device": provenance.device_description(device),

@@ -1,5 +1,5 @@
 """Everything a training run needs, built and checked before the first iteration and before any
-file is written: names, method options, dataset root, teacher checkpoint, output folder, resume
+file is written: names, method options, dataset root, teacher model, output folder, resume
 state. A problem here is a :class:`~harness.errors.UserError` and leaves the disk untouched."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class RunInputs:
     val_set: Dataset
     num_classes: int
     class_names: tuple[str, ...]
-    teacher_checkpoint: dict[str, Any] | None  # {path, sha256, dataset, miou}
+    teacher_model: dict[str, Any] | None  # the saved teacher: {path, sha256, dataset, miou}
     resume_state: dict[str, Any] | None
 
 
@@ -91,7 +91,7 @@ def _named(kind: str, key: str, build: Any) -> Any:
 
 
 def resolve_teacher_folder(path: str) -> Path:
-    """A teacher checkpoint is a saved-model folder or a run folder holding ``model/``."""
+    """A teacher model is a saved-model folder or a run folder holding ``model/``."""
     folder = Path(path)
     return folder / "model" if (folder / "model").is_dir() else folder
 
@@ -117,14 +117,14 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
 
     # The student is built first, on the run's main RNG stream; the teacher and the method's
     # modules come from a side stream, so every method starts the same student (see side_stream).
-    if method_cls.needs_teacher and (model.teacher is None or model.teacher_checkpoint is None):
+    if method_cls.needs_teacher and (model.teacher is None or model.teacher_model is None):
         raise ConfigError(f"method {config.method.name!r} needs a teacher; set model.teacher "
-                          f"and model.teacher_checkpoint (a trained teacher's run folder)")
+                          f"and model.teacher_model (a trained teacher's run folder)")
     student = build_model(model.student, num_classes, pretrained=model.pretrained)
     check_batch_of_one(config, student, data.batch_size // world_size)
     teacher, teacher_record = None, None
     if method_cls.needs_teacher:
-        folder = resolve_teacher_folder(model.teacher_checkpoint)
+        folder = resolve_teacher_folder(model.teacher_model)
         with side_stream(config.seed):
             teacher, meta = load_model(folder, expect_name=model.teacher,
                                        expect_num_classes=num_classes, expect_dataset=data.name)
@@ -152,4 +152,4 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
                      val_set=val_set, num_classes=num_classes,
                      class_names=tuple(getattr(dataset_cls, "class_names", ())) or
                      tuple(str(k) for k in range(num_classes)),
-                     teacher_checkpoint=teacher_record, resume_state=resume_state)
+                     teacher_model=teacher_record, resume_state=resume_state)

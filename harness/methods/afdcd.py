@@ -41,9 +41,6 @@ ResNet-18's 512). One step at a 512x1024 crop (c4 at OS8 = 64x128, B=2, C_t=2048
 2048-channel map is 2 x 2048 x 8192 x 4 B = 134 MB; the generator keeps about 4 of them for
 the backward. The omni-contrast works on the pooled 16x32 map: 64 patches x (256 x 256)
 similarities, chunked over patches (``ctr_patch_chunk``) so its L1 differences stay small.
-Measured on CPU, 1 thread (B=2, 64x128, C_t=2048; resident memory above the inputs):
-``loss_fd`` forward + backward 0.5-2.1 s, 522 MB; ``loss_ctr`` 1.9-2.9 s, 241-249 MB
-(the generator convs themselves are not included).
 """
 from __future__ import annotations
 

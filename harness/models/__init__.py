@@ -6,22 +6,7 @@ Paper models: ``deeplabv3_r101`` (teacher), ``deeplabv3_r18``, ``deeplabv3_mbv2`
 harness/models/segformer.py). Demo models for the built-in dataset on CPU: ``deeplabv3_tiny`` /
 ``segformer_tiny`` (students) and ``deeplabv3_small`` / ``segformer_small`` (teachers).
 
-Demo model cost, measured (torch 2.14.1 CPU, 1 thread, fp32, batch 8 at 64x128, K=11, train mode,
-median of 7 runs after 2 warm-ups; on the shared 2-core dev machine):
-
-==================  ============  =======  ==============  ==============
-model               role          params   forward (ms)    fwd+bwd (ms)
-==================  ============  =======  ==============  ==============
-deeplabv3_tiny      CNN student   0.205M   24.0            56.9
-deeplabv3_small     CNN teacher   0.689M   45.4            111.0
-segformer_tiny      TF student    0.436M   16.5            55.4
-segformer_small     TF teacher    3.172M   56.9            150.7
-==================  ============  =======  ==============  ==============
-
-Budgets: student fwd+bwd <= ~80 ms, teacher forward <= ~60 ms and fwd+bwd <= ~250 ms. Measured
-with load average ~1.5 on the 2 cores; under heavier contention (load ~2.6) the same script gave
-about twice these times. Re-measure with a script that calls build_model(name, 11) and times
-``model(x)`` / ``model(x).logits.mean().backward()`` for x of shape (8, 3, 64, 128).
+Their cost (parameters, forward and forward + backward times) is in the README.
 """
 import torch
 
@@ -32,7 +17,7 @@ MODELS: Registry = Registry("model")
 
 # Imported after MODELS exists: these modules register their builders into it.
 from harness.models import cnn, segformer  # noqa: E402,F401
-from harness.models.checkpoint import (  # noqa: E402
+from harness.models.saved import (  # noqa: E402
     CONFIG_FILE,
     WEIGHTS_FILE,
     load_encoder_weights,

@@ -11,13 +11,13 @@ ResNets use the CIRKD "v1s" deep stem (three 3x3 convs, 64-64-128), so a CIRKD I
 and MobileNetV2; PSP projection 128 for ResNet-18. ResNet models carry the FCN aux head on stage 3
 (CIRKD ``aux=True``); MobileNetV2 has none (CIRKD's ``deeplabv3_mobile`` has no aux head).
 
-Measured parameter counts (K=19, this code) against the references (CIRKD paper / README):
+Parameter counts (K=19, asserted in tests/test_models.py) against the references (CIRKD paper /
+README):
 ``deeplabv3_r101`` 61.12M (ref 61.1M), ``deeplabv3_r18`` 13.61M (13.6M), ``deeplabv3_mbv2``
-3.23M (3.2M), ``pspnet_r18`` 12.92M (12.9M) —
-see tests/test_models.py for the asserted values.
+3.23M (3.2M), ``pspnet_r18`` 12.92M (12.9M).
 
-Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; measured times are
-in harness/models/__init__.py's docstring): ``deeplabv3_tiny`` (student) and ``deeplabv3_small``
+Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; their
+times are in the README): ``deeplabv3_tiny`` (student) and ``deeplabv3_small``
 (teacher) are BasicBlock ResNets with reduced width/depth, OS8, small ASPP, aux head. Their ASPP
 rates (2, 4, 6) are the paper's (12, 24, 36) rescaled to the 8x16 stride-8 map of a 64x128 image
 (the paper's rates on a 64x128 map at 512x1024 are ~1/5 to 1/2 of the map height).

@@ -1,6 +1,6 @@
 """The seed paper's testable claims, checked against our result tables.
 
-The claims live in ``results/recorded/published_claims.csv`` (validated on load by
+The claims live in ``results/published/published_claims.csv`` (validated on load by
 :func:`load_claims`), one row each: what is compared (``test``), on which pairs, the
 ``threshold`` the effect must clear, the published effect where the paper gives one, and the
 source. Each claim expands into comparisons; each comparison is a paired effect over seeds with
@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import DataError
-from harness.report.recorded import read_rows
+from harness.report.published import read_rows
 from harness.report.stats import Interval, paired_interval, t_interval, verdict
 from harness.report.tables import per_seed
 

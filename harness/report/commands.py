@@ -34,7 +34,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from harness.report import recorded, tables
+    from harness.report import published, tables
     from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
@@ -48,14 +48,14 @@ def _cmd_table(args: argparse.Namespace) -> int:
             teacher_miou[name] = float(json.loads(Path(path).read_text())["miou"])
         except (OSError, KeyError, ValueError) as err:
             raise DataError(f"teacher evaluation {path} is unreadable or has no 'miou' ({err}); rerun eval_teacher") from None
-    published = recorded.load_recorded(args.recorded) if args.recorded else None
+    figures = published.load_published(args.published) if args.published else None
     cost = None
     if args.cost and Path(args.cost).is_file():
         cost = pd.read_csv(args.cost)
         if not {"teacher", "student", "method", "overhead"} <= set(cost.columns):
             raise DataError(f"cost table {args.cost} lacks teacher/student/method/overhead columns; rebuild it with python -m harness bench")
     frame = tables.build_table(load_runs(args.runs), pairs, _csv_list(args.methods),
-                               teacher_miou=teacher_miou, split=args.split, recorded=published, cost=cost)
+                               teacher_miou=teacher_miou, split=args.split, published=figures, cost=cost)
     if args.dataset and (frame.dataset != args.dataset).any():
         raise DataError(f"the runs are of dataset {frame.dataset.iloc[0]}, not --dataset {args.dataset}")
     tables.write_frame(frame, out, md=tables.table_markdown(frame))
@@ -223,7 +223,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table.add_argument("--teacher-eval", nargs="*", default=[], metavar="TEACHER=EVAL_JSON")
     table.add_argument("--dataset", default=None, help="refuse runs of another dataset")
     table.add_argument("--split", default="val", help="split the published figures must match")
-    table.add_argument("--recorded", default="results/recorded/published_results.csv")
+    table.add_argument("--published", "--recorded", dest="published",
+                       default="results/published/published_results.csv",
+                       help="the published figures (CSV; --recorded is the old spelling)")
     table.add_argument("--cost", default=None, help="cost CSV of `python -m harness bench` (used if it exists)")
     table.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
     table.set_defaults(func=_cmd_table)
@@ -265,7 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     claims.add_argument("--ablation", default=None, help="results/ablation_<dataset>.csv")
     claims.add_argument("--sensitivity", default=None, help="results/sensitivity_<dataset>.csv")
     claims.add_argument("--cka", default=None, help="results/cka_<dataset>.csv")
-    claims.add_argument("--claims", default="results/recorded/published_claims.csv")
+    claims.add_argument("--claims", default="results/published/published_claims.csv")
     claims.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
     claims.set_defaults(func=_cmd_claims)
 

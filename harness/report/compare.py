@@ -38,6 +38,6 @@ def compare_text(table: str | Path) -> str:
     matched = int(frame.published_miou.notna().sum())
     dataset = frame.dataset.iloc[0] if len(frame) else "?"
     footer = (f"{matched} of {len(frame)} rows of {dataset} have a published figure "
-              "(results/recorded/published_results.csv); published numbers are best-on-val single "
+              "(results/published/published_results.csv); published numbers are best-on-val single "
               "runs, ours the final checkpoint over seeds.")
     return text + "\n" + footer + "\n"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import current_value
 from harness.errors import DataError
 
 REQUIRED = ("miou", "method", "student", "teacher", "dataset", "seed", "protocol", "config")
@@ -62,7 +63,7 @@ def load_run(path: str | Path) -> RunResult:
         preset=method_cfg.get("preset"),
         options=dict(method_cfg.get("options") or {}),
         seed=int(metrics["seed"]),
-        protocol=metrics["protocol"],
+        protocol=current_value("protocol", metrics["protocol"]),
         miou=float(miou),
         terms=_logged_terms(folder / "log.csv"),
     )

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.errors import DataError
 from harness.io import atomic_write_with
-from harness.report import recorded as rec
+from harness.report import published as pub
 from harness.report.runs import RunResult
 from harness.report.stats import paired_interval
 
@@ -148,7 +148,7 @@ def _cost(cost: pd.DataFrame | None, teacher: str, student: str, method: str,
 
 def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str], *,
                 teacher_miou: dict[str, float], split: str = "val",
-                recorded: pd.DataFrame | None = None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+                published: pd.DataFrame | None = None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per pair x method (in the given orders); every cell must have runs."""
     if not runs:
         raise DataError("no runs given; pass the metrics.json files of the table's runs")
@@ -164,19 +164,19 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
             mean, std = mean_std([r.miou for r in cell])
             deltas = _delta(cell, base) if method != "baseline" else {**_delta(cell, []),
                                                                         "delta": 0.0}
-            pub = rec.published(recorded, dataset, split, pair.teacher, pair.student, method) if recorded is not None else None
-            pub_teacher = rec.published_teacher(recorded, dataset, split, pair.teacher) if recorded is not None else None
+            found = pub.lookup(published, dataset, split, pair.teacher, pair.student, method) if published is not None else None
+            pub_teacher = pub.lookup_teacher(published, dataset, split, pair.teacher) if published is not None else None
             notes = _notes(cell, method)
-            if pub and pub[2]:
-                notes = f"{notes}; published: {pub[2]}" if notes else f"published: {pub[2]}"
+            if found and found[2]:
+                notes = f"{notes}; published: {found[2]}" if notes else f"published: {found[2]}"
             rows.append({
                 "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
                 "kind": pair.kind, "method": method, "protocol": protocol,
                 "miou_mean": mean, "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
                 **deltas,
                 "teacher_miou": teacher_miou.get(pair.teacher, math.nan),
-                "published_miou": pub[0] if pub else math.nan,
-                "published_source": pub[1] if pub else "",
+                "published_miou": found[0] if found else math.nan,
+                "published_source": found[1] if found else "",
                 "published_teacher_miou": math.nan if pub_teacher is None else pub_teacher,
                 "overhead": _cost(cost, pair.teacher, pair.student, method, cell[0].preset),
                 "notes": notes,

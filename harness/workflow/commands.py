@@ -33,7 +33,7 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
     counts = rules.job_counts(config, datasets)
     plans = grid.check_config(config)
     grid.check_names(plans, datasets)
-    grid.check_recorded(config)
+    grid.check_published(config)
     checked = rules.check_commands(plans, datasets)
     width = max(map(len, counts))
     lines = [f"{rule:<{width}}  {n}" for rule, n in counts.items()]

@@ -19,13 +19,17 @@ main one reuses its runs.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.config import current_value
 from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[2] / "workflow"
 DEFAULT_CONFIG = WORKFLOW_DIR / "config" / "config.yaml"
@@ -135,7 +139,7 @@ class DatasetPlan:
 
     def teacher_model(self, teacher: str) -> str:
         """The model folder the students are distilled from (trained or user-supplied)."""
-        supplied = self.cfg["teachers"][teacher]["checkpoint"]
+        supplied = self.cfg["teachers"][teacher]["model"]
         return supplied if supplied else f"{self.teacher_dir(teacher)}/model"
 
     def student_dir(self, student: str, seed: int) -> str:
@@ -160,7 +164,7 @@ class DatasetPlan:
 
     @property
     def trained_teachers(self) -> list[str]:
-        return [t for t in self.teachers if not self.cfg["teachers"][t]["checkpoint"]]
+        return [t for t in self.teachers if not self.cfg["teachers"][t]["model"]]
 
     @property
     def students(self) -> list[str]:
@@ -265,7 +269,7 @@ class DatasetPlan:
             values[f"method.options.{key}"] = value
         if teacher is not None:
             values["model.teacher"] = teacher
-            values["model.teacher_checkpoint"] = self.teacher_model(teacher)
+            values["model.teacher_model"] = self.teacher_model(teacher)
         values.update(cfg["run_overrides"])
         return [f"{key}={_yaml_scalar(value)}" for key, value in values.items()]
 
@@ -321,10 +325,49 @@ def _truthy(value: Any, key: str) -> bool:
     raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
 
 
-def normalise(config: dict[str, Any]) -> dict[str, Any]:
-    """Coerce command-line strings (``--config check_roots=false``) to their types, in place."""
-    config["check_roots"] = _truthy(config.get("check_roots", True), "check_roots")
+def _renamed(node: dict[str, Any], old: str, new: str, where: str) -> None:
+    """Move ``node[old]`` to ``node[new]`` with a one-line warning (old names work one release)."""
+    if old not in node:
+        return
+    if new in node:
+        raise ConfigError(f"config keys {where}{old} and {where}{new} are one setting; keep {where}{new}")
+    log.warning("workflow config key %s%s is deprecated and goes in the next release; use %s%s",
+                where, old, where, new)
+    node[new] = node.pop(old)
+
+
+def _require(node: dict[str, Any], key: str, where: str) -> None:
+    if key not in node:
+        raise ConfigError(f"workflow config key {where}{key} is missing; add it (see "
+                          f"workflow/config/config.yaml)")
+
+
+def upgrade(config: dict[str, Any]) -> dict[str, Any]:
+    """Old workflow-config names replaced by the current ones, in place: ``recorded`` ->
+    ``published``, ``datasets.<d>.prepare`` -> ``generated``, ``teachers.<t>.checkpoint`` ->
+    ``model``, ``protocol: cirkd`` -> ``reference``."""
+    _renamed(config, "recorded", "published", "")
+    _require(config, "published", "")
+    for name, cfg in config["datasets"].items():
+        where = f"datasets.{name}."
+        _renamed(cfg, "prepare", "generated", where)
+        _require(cfg, "generated", where)
+        protocol = cfg.get("protocol")
+        if current_value("protocol", protocol) != protocol:
+            cfg["protocol"] = current_value("protocol", protocol)
+            log.warning("%sprotocol: %s is deprecated and goes in the next release; use "
+                        "protocol: %s", where, protocol, cfg["protocol"])
+        for teacher, spec in cfg["teachers"].items():
+            _renamed(spec, "checkpoint", "model", f"{where}teachers.{teacher}.")
+            _require(spec, "model", f"{where}teachers.{teacher}.")
     return config
+
+
+def normalise(config: dict[str, Any]) -> dict[str, Any]:
+    """Coerce command-line strings (``--config check_roots=false``) to their types and old key
+    names to the current ones (:func:`upgrade`), in place."""
+    config["check_roots"] = _truthy(config.get("check_roots", True), "check_roots")
+    return upgrade(config)
 
 
 def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
@@ -352,7 +395,7 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
         if spec["teacher"] not in cfg["teachers"]:
             raise ConfigError(
                 f"datasets.{name}.pairs[{i}] uses teacher {spec['teacher']!r} that "
-                f"datasets.{name}.teachers does not list; add `{spec['teacher']}: {{checkpoint: null}}` "
+                f"datasets.{name}.teachers does not list; add `{spec['teacher']}: {{model: null}}` "
                 f"(trained by the workflow) or a checkpoint path"
             )
         kind = "homogeneous" if families[spec["teacher"]] == families[spec["student"]] else "heterogeneous"
@@ -443,14 +486,14 @@ def check_roots(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
     """Refuse a dataset whose root is missing or malformed, naming the config key to set.
 
     Called by the workflow before its first job (``onstart``), only for the datasets that have
-    jobs to run; built-in datasets (``prepare: true``) are generated by a job instead.
+    jobs to run; built-in datasets (``generated: true``) are generated by a job instead.
     """
     from harness.data import check_dataset  # torch import: only when jobs are about to run
     from harness.errors import DataError
 
     for name in datasets:
         plan = plans[name]
-        if plan.cfg["prepare"]:
+        if plan.cfg["generated"]:
             continue
         try:
             check_dataset(name, plan.cfg["root"], splits=["train", plan.cfg["val_split"]])
@@ -478,16 +521,22 @@ def variant_sources(plan: DatasetPlan) -> list[tuple[str, Variant]]:
 def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
     """Every model, method, preset and method option the datasets' grids name is valid
     (imports torch): models and methods registered, presets known, each variant's options of
-    the types and ranges the method's ``Options`` declare (what training would refuse).
+    the types and ranges the method's ``Options`` declare (what training would refuse), and
+    ``generated`` as the dataset says.
 
     Run before the first job (``onstart``) and by ``grid check``, so a typo or a bad value fails
     in seconds rather than after hours of other jobs.
     """
+    from harness.data import DATASETS
     from harness.methods import METHODS, method_options
     from harness.models import MODELS
 
     for name in datasets:
         plan = plans[name]
+        if name in DATASETS and DATASETS.get(name).generated != plan.cfg["generated"]:
+            raise ConfigError(f"datasets.{name}.generated is {str(plan.cfg['generated']).lower()}, but "
+                              f"{name} is {'generated' if DATASETS.get(name).generated else 'read from its download'}; "
+                              f"set it to {str(DATASETS.get(name).generated).lower()}")
         for pair in plan.pairs:
             for model in (pair.teacher, pair.student):
                 if model not in MODELS:
@@ -510,10 +559,10 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                            fix="fix it in the workflow config or with --config")
 
 
-def check_recorded(config: dict[str, Any]) -> None:
-    """The published figures (``recorded``) are valid: validated before any job, because
+def check_published(config: dict[str, Any]) -> None:
+    """The published figures (``published``) are valid: validated before any job, because
     Snakemake removes a table before rerunning it and a table job that then fails on a bad row
     would leave the user with no table at all."""
-    from harness.report.recorded import load_recorded
+    from harness.report.published import load_published
 
-    load_recorded(config["recorded"])
+    load_published(config["published"])

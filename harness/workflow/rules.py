@@ -98,7 +98,7 @@ def _table(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "table", "--dataset", plan.name, "--split", plan.cfg["val_split"],
             "--pairs", *(p.token for p in plan.pairs), "--methods", ",".join(plan.main),
             "--teacher-eval", *(f"{t}={plan.teacher_eval(t)}" for t in plan.teachers),
-            "--recorded", plan.config["recorded"]]
+            "--published", plan.config["published"]]
     if plan.cfg.get("cost"):
         args += ["--cost", plan.result("cost", "csv")]
     return args + metrics_of(plan.table_runs())
@@ -162,7 +162,7 @@ def jobs(plan: DatasetPlan) -> list[tuple[str, Wildcards]]:
     """Every job (rule, wildcards) that builds the dataset's targets from scratch."""
     out: list[tuple[str, Wildcards]] = []
     seeds = [str(s) for s in plan.seeds]
-    if plan.cfg["prepare"]:
+    if plan.cfg["generated"]:
         out.append(("prepare_data", {}))
     out += [("train_teacher", {"teacher": t, "seed": str(plan.cfg["teacher_seed"])})
             for t in plan.trained_teachers]

@@ -162,31 +162,31 @@ def load_model(folder: str | Path, *, expect_name: str | None = None,
                expect_num_classes: int | None = None, expect_dataset: str | None = None,
                builder: Callable[[str, int], SegModel] | None = None) -> tuple[SegModel, dict]:
     """Rebuild the model saved in ``folder`` and load its weights; returns (model in eval mode,
-    config dict). Refuses (CheckpointError) a missing folder/file, or a checkpoint whose name,
+    config dict). Refuses (CheckpointError) a missing folder/file, or a saved model whose name,
     class count or dataset differs from the expected ones."""
     folder = Path(folder)
     config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for file in (config_file, weights_file):
         if not file.is_file():
-            raise CheckpointError(f"model checkpoint file {file} does not exist; pass a folder "
+            raise CheckpointError(f"saved model file {file} does not exist; pass a folder "
                                   f"written by training (it holds {CONFIG_FILE} and {WEIGHTS_FILE})")
     config = read_model_config(config_file)
     name, num_classes = config["name"], config["num_classes"]
     if expect_name is not None and name != expect_name:
-        raise CheckpointError(f"checkpoint {folder} is a {name!r} model but {expect_name!r} was "
-                              f"requested; point to a {expect_name} checkpoint or change the model name")
+        raise CheckpointError(f"saved model {folder} is a {name!r} model but {expect_name!r} was "
+                              f"requested; point to a saved {expect_name} or change the model name")
     if expect_num_classes is not None and num_classes != expect_num_classes:
-        raise CheckpointError(f"checkpoint {folder} predicts {num_classes} classes but "
-                              f"{expect_num_classes} are needed; use a checkpoint trained on this dataset")
+        raise CheckpointError(f"saved model {folder} predicts {num_classes} classes but "
+                              f"{expect_num_classes} are needed; use a model trained on this dataset")
     if expect_dataset is not None and config.get("dataset") != expect_dataset:
-        raise CheckpointError(f"checkpoint {folder} was trained on dataset {config.get('dataset')!r}, "
-                              f"not {expect_dataset!r}; use a checkpoint trained on {expect_dataset}")
+        raise CheckpointError(f"saved model {folder} was trained on dataset {config.get('dataset')!r}, "
+                              f"not {expect_dataset!r}; use a model trained on {expect_dataset}")
     if builder is None:
         from harness.models import build_model as builder
     try:
         model = builder(name, num_classes)
     except KeyError as err:
-        raise CheckpointError(f"{config_file} names an unknown model ({err}); the checkpoint was "
+        raise CheckpointError(f"{config_file} names an unknown model ({err}); the model was "
                               f"written by another version of the harness") from None
     try:
         state = load_file(str(weights_file))

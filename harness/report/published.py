@@ -1,4 +1,4 @@
-"""The published figures in ``results/recorded/``: loaded and validated before any use."""
+"""The published figures in ``results/published/``: loaded and validated before any use."""
 from __future__ import annotations
 
 import csv
@@ -15,13 +15,13 @@ SPLITS = ("train", "val", "test")
 
 
 def read_rows(path: Path, columns: tuple[str, ...] = COLUMNS,
-              what: str = "recorded results") -> list[tuple[int, list[str]]]:
-    """The data rows of a file of ``results/recorded/``: UTF-8, the header exactly ``columns``,
+              what: str = "published results") -> list[tuple[int, list[str]]]:
+    """The data rows of a file of ``results/published/``: UTF-8, the header exactly ``columns``,
     every row with that many fields (a stray comma or an unclosed quote is named by its line).
     Returns (line number, fields) per data row."""
     if not path.is_file():
         raise DataError(f"{what} file {path} does not exist; restore it from the "
-                        "repository's results/recorded/")
+                        "repository's results/published/")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -41,7 +41,7 @@ def read_rows(path: Path, columns: tuple[str, ...] = COLUMNS,
     return rows[1:]
 
 
-def load_recorded(path: str | Path) -> pd.DataFrame:
+def load_published(path: str | Path) -> pd.DataFrame:
     """Published results as a DataFrame (``teacher`` "" when none); refuses a malformed file.
 
     Checks: the exact columns, a source on every row, mIoU a number in [0, 100], a known split,
@@ -71,7 +71,7 @@ def load_recorded(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def published(frame: pd.DataFrame, dataset: str, split: str, teacher: str, student: str,
+def lookup(frame: pd.DataFrame, dataset: str, split: str, teacher: str, student: str,
               method: str) -> tuple[float, str, str] | None:
     """(mIoU, source, note) for one row of our table, or None."""
     rows = frame[(frame.dataset == dataset) & (frame.split == split) & (frame.teacher == teacher)
@@ -86,7 +86,7 @@ def published(frame: pd.DataFrame, dataset: str, split: str, teacher: str, stude
     return float(row.miou), row.source, row.note
 
 
-def published_teacher(frame: pd.DataFrame, dataset: str, split: str, teacher: str) -> float | None:
+def lookup_teacher(frame: pd.DataFrame, dataset: str, split: str, teacher: str) -> float | None:
     rows = frame[(frame.dataset == dataset) & (frame.split == split) & (frame.student == teacher)
                  & (frame.method == "teacher")]
     return None if rows.empty else float(rows.iloc[0].miou)
