@@ -108,12 +108,44 @@ def _finite_or_nan(value: float) -> float:
 
 def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
     """Build the pair and the distiller, measure memory then time; return one table row."""
-    from harness.methods import build_distiller
-    from harness.models import build_model
-
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
+    step, name, preset = _build(config, device)
+    memory = _memory(step, device, fresh_process)
+    try:
+        gflops = step.method_forward_gflops()
+    except Exception as err:  # a counter gap must not lose the timing row; say so
+        log.warning("FLOPs of %s not measurable (%s)", config.method, err)
+        gflops = float("nan")
+    step.prepare_method_alone()
+    seconds = interleaved_medians(
+        {"teacher": step.teacher_forward, "student": step.student_step, "full": step.full_step,
+         "method": step.method_alone},
+        device, config.warmup, config.repeats, config.clock)
+    nonfinite = [k for k, v in step.last_terms.items() if not math.isfinite(v)]
+    if nonfinite:
+        log.warning("%s %s->%s: non-finite loss terms %s during the benchmark", config.method,
+                    config.teacher, config.student, nonfinite)
+    return {
+        "dataset": config.dataset, "teacher": config.teacher, "student": config.student,
+        "method": name, "preset": preset or "", "crop": f"{config.crop[0]}x{config.crop[1]}",
+        "batch": config.batch, **_timing_columns(seconds, config.batch), **memory,
+        "method_params": step.distiller.extra_parameters(),
+        "method_gflops": round(_finite_or_nan(gflops), 4),
+        "clock": config.clock, "device": _device_name(device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "amp": "bf16" if step.precision.amp else "off",
+        "channels_last": step.precision.channels_last, "warmup": config.warmup,
+        "repeats": config.repeats,
+    }
+
+
+def _build(config: CostConfig, device: torch.device) -> tuple[DistillStep, str, str | None]:
+    """The timed steps over freshly built models (seeded) and a synthetic batch; the method's
+    name and resolved preset."""
+    from harness.methods import build_distiller
+    from harness.models import build_model
+
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     name, preset = split_method(config.method)
@@ -122,7 +154,6 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
     teacher = build_model(config.teacher, config.num_classes).to(device)
     distiller = build_distiller(name, student.info, teacher.info, preset=preset,
                                 options=dict(config.options)).to(device)
-    method_params = distiller.extra_parameters()
     optimizer_kind = config.optimizer
     if optimizer_kind == "auto":
         optimizer_kind = "adamw" if student.info.family == "transformer" else "sgd"
@@ -132,8 +163,12 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
     precision = Precision.resolve(config.amp, config.channels_last, device)
     step = DistillStep(student, teacher, distiller, images.to(device), labels.to(device),
                        precision, optimizer)
+    return step, name, preset
 
-    # Memory first, smallest phase first, so a monotonic peak still separates the phases.
+
+def _memory(step: DistillStep, device: torch.device, fresh_process: bool) -> dict:
+    """Peak memory of the built pair, of the limit's two steps and of the full step (in this
+    order, smallest phase first, so a monotonic peak still separates the phases)."""
     base_peak = peak_memory_mb(device)  # models, optimiser and batch built, no step yet
     reset_peak_memory(device)
     step.teacher_forward()
@@ -146,45 +181,20 @@ def measure(config: CostConfig, *, fresh_process: bool = False) -> dict:
         mem_kind = "cuda_max_allocated"
     else:
         mem_kind = "rss_fresh_process" if fresh_process else "rss_cumulative"
+    return {"peak_mem_mb": round(full_peak, 1), "limit_peak_mem_mb": round(limit_peak, 1),
+            "base_mem_mb": round(base_peak, 1), "mem_kind": mem_kind}
 
-    try:
-        gflops = step.method_forward_gflops()
-    except Exception as err:  # a counter gap must not lose the timing row; say so
-        log.warning("FLOPs of %s not measurable (%s)", config.method, err)
-        gflops = float("nan")
 
-    step.prepare_method_alone()
-    seconds = interleaved_medians(
-        {"teacher": step.teacher_forward, "student": step.student_step, "full": step.full_step,
-         "method": step.method_alone},
-        device, config.warmup, config.repeats, config.clock)
-    alone_ms = seconds["method"] * 1e3
-    teacher_ms = seconds["teacher"] * 1e3
-    student_ms = seconds["student"] * 1e3
-    full_ms = seconds["full"] * 1e3
-    nonfinite = [k for k, v in step.last_terms.items() if not math.isfinite(v)]
-    if nonfinite:
-        log.warning("%s %s->%s: non-finite loss terms %s during the benchmark", config.method,
-                    config.teacher, config.student, nonfinite)
+def _timing_columns(seconds: dict[str, float], batch: int) -> dict:
+    teacher_ms, student_ms = seconds["teacher"] * 1e3, seconds["student"] * 1e3
+    full_ms, alone_ms = seconds["full"] * 1e3, seconds["method"] * 1e3
+    limit_ms = teacher_ms + student_ms
     return {
-        "dataset": config.dataset, "teacher": config.teacher, "student": config.student,
-        "method": name, "preset": preset or "", "crop": f"{config.crop[0]}x{config.crop[1]}",
-        "batch": config.batch,
         "teacher_fwd_ms": round(teacher_ms, 3), "student_step_ms": round(student_ms, 3),
-        "full_step_ms": round(full_ms, 3),
-        "method_ms": round(full_ms - teacher_ms - student_ms, 3),
-        "overhead": round(full_ms / (teacher_ms + student_ms), 4),
-        "method_alone_ms": round(alone_ms, 3),
-        "overhead_alone": round((teacher_ms + student_ms + alone_ms) / (teacher_ms + student_ms), 4),
-        "peak_mem_mb": round(full_peak, 1), "limit_peak_mem_mb": round(limit_peak, 1),
-        "base_mem_mb": round(base_peak, 1),
-        "mem_kind": mem_kind, "method_params": method_params,
-        "method_gflops": round(_finite_or_nan(gflops), 4),
-        "images_per_s": round(config.batch / (full_ms / 1e3), 2),
-        "clock": config.clock, "device": _device_name(device), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "amp": "bf16" if precision.amp else "off",
-        "channels_last": precision.channels_last, "warmup": config.warmup,
-        "repeats": config.repeats,
+        "full_step_ms": round(full_ms, 3), "method_ms": round(full_ms - limit_ms, 3),
+        "overhead": round(full_ms / limit_ms, 4), "method_alone_ms": round(alone_ms, 3),
+        "overhead_alone": round((limit_ms + alone_ms) / limit_ms, 4),
+        "images_per_s": round(batch / (full_ms / 1e3), 2),
     }
 
 

@@ -78,9 +78,11 @@ class ToyCityParams:
 
     def validate(self) -> None:
         if self.num_train < 1 or self.num_val < 1:
-            raise DataError(f"toycity needs at least 1 train and 1 val image, got {self.num_train}/{self.num_val}")
+            raise DataError("toycity needs at least 1 train and 1 val image, got "
+                            f"{self.num_train}/{self.num_val}")
         if self.height < 32 or self.width < 64:
-            raise DataError(f"toycity images must be at least 32 x 64 (H x W), got {self.height} x {self.width}")
+            raise DataError(f"toycity images must be at least 32 x 64 (H x W), got {self.height} x "
+                            f"{self.width}")
 
 
 # ---- textures: (H, W, 3) float arrays in 0..255 --------------------------------------------------
@@ -163,14 +165,44 @@ class _Canvas:
         return ((self.xx - cx) / max(rx, 0.5)) ** 2 + ((self.yy - cy) / max(ry, 0.5)) ** 2 <= 1
 
 
-def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """One street scene: RGB uint8 (H, W, 3) and train ids uint8 (H, W), 255 = ignore."""
-    cv = _Canvas(rng, h, w)
-    yy, xx = cv.yy, cv.xx
-    horizon = float(rng.uniform(0.3, 0.6) * h)
-    above = yy < horizon
+@dataclass
+class _Ground:
+    """The ground of a scene: depth ``t`` (0 at the horizon, 1 at the bottom row) and regions."""
 
-    # sky: clear (blue gradient, clouds) or overcast (flat grey, the colour of road and building)
+    horizon: float
+    t: np.ndarray
+    below: np.ndarray
+    road: np.ndarray
+    sidewalk: np.ndarray
+
+    def point(self, cv: _Canvas, region: np.ndarray) -> tuple[float, float, float] | None:
+        """A random (x, y, depth t) inside ``region`` below the horizon."""
+        ys, xs = np.nonzero(region & (cv.yy > self.horizon + 2))
+        if len(ys) == 0:
+            return None
+        i = int(cv.rng.integers(len(ys)))
+        return float(xs[i]), float(ys[i]), float(self.t[ys[i], xs[i]])
+
+
+def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """One street scene: RGB uint8 (H, W, 3) and train ids uint8 (H, W), 255 = ignore.
+
+    Painted back to front; every step draws from ``rng`` in a fixed order, so a seed is a scene.
+    """
+    cv = _Canvas(rng, h, w)
+    horizon = float(rng.uniform(0.3, 0.6) * h)
+    _paint_sky(cv, horizon)
+    _paint_buildings(cv, horizon)
+    ground = _paint_ground(cv, horizon)
+    _paint_vegetation(cv, ground)
+    _paint_things(cv, ground)
+    _paint_void(cv, horizon)
+    return _light(cv), cv.label
+
+
+def _paint_sky(cv: _Canvas, horizon: float) -> None:
+    """Clear (blue gradient, clouds) or overcast (flat grey, the colour of road and building)."""
+    rng, h, w, yy = cv.rng, cv.h, cv.w, cv.yy
     if rng.random() < 0.35:
         grey = rng.uniform(150, 215)
         sky = flat_colour(rng, h, w, np.full(3, grey) + rng.uniform(-5, 5, 3), 2.0)
@@ -180,13 +212,17 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
         frac = np.clip(yy / max(horizon, 1), 0, 1)[..., None]
         sky = top * (1 - frac) + low * frac + 3 * rng.standard_normal((h, w, 1))
         for _ in range(int(rng.integers(0, 4))):
-            cloud = cv.ellipse(rng.uniform(0, w), rng.uniform(0, horizon), rng.uniform(8, 30), rng.uniform(3, 8))
+            cx, cy = rng.uniform(0, w), rng.uniform(0, horizon)
+            cloud = cv.ellipse(cx, cy, rng.uniform(8, 30), rng.uniform(3, 8))
             sky[cloud] = sky[cloud] * 0.3 + 0.7 * rng.uniform(215, 245)
-    cv.paint(above, SKY, sky)
+    cv.paint(yy < horizon, SKY, sky)
 
-    # buildings stand on the horizon: grey noise (same function as the road), some with windows
+
+def _paint_buildings(cv: _Canvas, horizon: float) -> None:
+    """Buildings stand on the horizon: grey noise (the road's texture), some with windows."""
+    rng, xx, yy = cv.rng, cv.xx, cv.yy
     x = -rng.uniform(0, 30)
-    while x < w:
+    while x < cv.w:
         bw = rng.uniform(18, 70)
         if rng.random() < 0.75:
             top = horizon - rng.uniform(0.25, 1.0) * horizon
@@ -199,9 +235,12 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
                 cv.paint(windows, BUILDING, flat_colour, np.full(3, win_lum), 4.0)
         x += bw
 
-    # ground: perspective road, sidewalks, terrain; t = 0 at the horizon, 1 at the bottom row
+
+def _paint_ground(cv: _Canvas, horizon: float) -> _Ground:
+    """Perspective road (with a dashed centre line, labelled road), sidewalks and terrain."""
+    rng, h, w, xx, yy = cv.rng, cv.h, cv.w, cv.xx, cv.yy
     t = np.clip((yy - horizon) / max(h - horizon, 1), 0, 1)
-    below = ~above
+    below = yy >= horizon
     centre = rng.uniform(0.3, 0.7) * w + t * rng.uniform(-0.3, 0.3) * w
     road_half = w * (0.02 + t * rng.uniform(0.25, 0.5))
     side_l = w * (0.01 + t * rng.uniform(0.05, 0.25))
@@ -212,102 +251,122 @@ def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
     cv.paint(below, TERRAIN, terrain_texture)
     cv.paint(sidewalk, SIDEWALK, sidewalk_texture)
     cv.paint(road, ROAD, grey_texture)
-    if rng.random() < 0.6:  # dashed centre line (labelled road)
+    if rng.random() < 0.6:
         dash = np.sin(6.0 / np.maximum(t, 0.02)) > 0.2
         marking = road & (np.abs(dx) < 0.5 + 1.5 * t) & dash
         cv.paint(marking, ROAD, flat_colour, np.full(3, rng.uniform(190, 240)), 4.0)
+    return _Ground(horizon, t, below, road, sidewalk)
 
-    def ground_point(region: np.ndarray) -> tuple[float, float, float] | None:
-        """A random (x, y, depth t) inside ``region`` below the horizon."""
-        ys, xs = np.nonzero(region & (yy > horizon + 2))
-        if len(ys) == 0:
-            return None
-        i = int(rng.integers(len(ys)))
-        return float(xs[i]), float(ys[i]), float(t[ys[i], xs[i]])
 
-    # trees (in front of buildings) and bushes: the shared green texture, context = ground/trunk
+def _paint_vegetation(cv: _Canvas, ground: _Ground) -> None:
+    """Trees (in front of buildings) and bushes: the shared green texture, context = ground/trunk."""
+    rng, below, road = cv.rng, ground.below, ground.road
     for _ in range(int(rng.integers(0, 4))):
-        spot = ground_point(below & ~road)
+        spot = ground.point(cv, below & ~road)
         if spot is None:
             break
         bx, by, depth = spot
         size = 4 + 22 * depth
         trunk_top = by - size * rng.uniform(1.2, 2.2)
         trunk = cv.rect(bx - (0.5 + depth), trunk_top, bx + 0.5 + depth, by)
-        cv.paint(trunk, VEGETATION, flat_colour, np.array([rng.uniform(70, 110), rng.uniform(50, 75), 35.0]), 6)
-        crown = np.zeros((h, w), bool)
+        bark = np.array([rng.uniform(70, 110), rng.uniform(50, 75), 35.0])
+        cv.paint(trunk, VEGETATION, flat_colour, bark, 6)
+        crown = np.zeros((cv.h, cv.w), bool)
         for _ in range(int(rng.integers(2, 5))):
             crown |= cv.ellipse(bx + rng.uniform(-0.6, 0.6) * size, trunk_top + rng.uniform(-0.4, 0.4) * size,
                                 size * rng.uniform(0.5, 0.9), size * rng.uniform(0.4, 0.8))
         cv.paint(crown, VEGETATION, green_texture)
     for _ in range(int(rng.integers(0, 4))):
-        spot = ground_point(below & ~road & ~sidewalk)
+        spot = ground.point(cv, below & ~road & ~ground.sidewalk)
         if spot is None:
             break
         bx, by, depth = spot
         size = 3 + 14 * depth
         cv.paint(cv.ellipse(bx, by - 0.4 * size, size, 0.6 * size) & below, VEGETATION, green_texture)
 
-    # near things in depth order: poles (+ signs) and persons on the sidewalk, cars on the road
+
+def _paint_things(cv: _Canvas, ground: _Ground) -> None:
+    """Near things in depth order: poles (+ signs) and persons on the sidewalk, cars on the road."""
+    rng = cv.rng
+    counts = (("pole", ground.sidewalk, rng.integers(1, 5)), ("person", ground.sidewalk, rng.integers(0, 5)),
+              ("car", ground.road, rng.integers(0, 4)))
     things: list[tuple[float, str, float, float]] = []
-    for kind, region, count in (("pole", sidewalk, rng.integers(1, 5)), ("person", sidewalk, rng.integers(0, 5)),
-                                ("car", road, rng.integers(0, 4))):
+    for kind, region, count in counts:
         for _ in range(int(count)):
-            spot = ground_point(region)
+            spot = ground.point(cv, region)
             if spot is not None:
                 things.append((spot[1], kind, spot[0], spot[2]))
+    paint = {"pole": _paint_pole, "person": _paint_person, "car": _paint_car}
     for by, kind, bx, depth in sorted(things):
-        if kind == "pole":
-            width = 1 + round(2 * depth * rng.uniform(0.5, 1.0))  # 1-3 px
-            top = max(2.0, by - (by - horizon) * rng.uniform(1.4, 3.0) - 6)
-            x0 = round(bx)
-            cv.paint(cv.rect(x0, top, x0 + width, by), POLE, flat_colour, np.full(3, rng.uniform(60, 140)), 5)
-            if rng.random() < 0.7:
-                sw, sh = 3 + 8 * depth * rng.uniform(0.7, 1.3), 3 + 7 * depth * rng.uniform(0.7, 1.3)
-                cx = x0 + width / 2
-                if rng.random() < 0.6:
-                    shape = cv.rect(cx - sw, top - sh, cx + sw, top + sh)
-                else:
-                    shape = cv.ellipse(cx, top, sw, sw)
-                cv.paint(shape, SIGN, green_texture)
-        elif kind == "person":
-            ph = 6 + 30 * depth * rng.uniform(0.8, 1.2)
-            pw = ph / rng.uniform(3.0, 4.0)
-            clothes = rng.uniform(20, 235, size=3)
-            legs = (cv.rect(bx - pw / 2, by - 0.45 * ph, bx - pw / 8, by)
-                    | cv.rect(bx + pw / 8, by - 0.45 * ph, bx + pw / 2, by))
-            cv.paint(legs, PERSON, flat_colour, rng.uniform(20, 90, size=3), 5)
-            cv.paint(cv.ellipse(bx, by - 0.62 * ph, pw / 2, 0.2 * ph), PERSON, flat_colour, clothes, 6)
-            skin = np.array([rng.uniform(120, 230), rng.uniform(90, 180), rng.uniform(60, 150)])
-            cv.paint(cv.ellipse(bx, by - 0.88 * ph, pw / 3, 0.1 * ph + 0.5), PERSON, flat_colour, skin, 5)
-        else:
-            cw = 8 + 70 * depth * rng.uniform(0.8, 1.2)
-            ch = cw * rng.uniform(0.35, 0.5)
-            colour = random_car_colour(rng)
-            body = cv.rect(bx - cw / 2, by - 0.6 * ch, bx + cw / 2, by - 0.12 * ch)
-            cabin = cv.rect(bx - cw * 0.32, by - ch, bx + cw * 0.3, by - 0.55 * ch)
-            cv.paint(body | cabin, CAR, flat_colour, colour, 6)
-            glass = cv.rect(bx - cw * 0.28, by - 0.93 * ch, bx + cw * 0.26, by - 0.62 * ch)
-            cv.paint(glass, CAR, flat_colour, np.array([40, 55, 75.0]) * rng.uniform(0.6, 1.6), 5)
-            wheel_r = max(1.0, 0.16 * ch)
-            wheels = (cv.ellipse(bx - cw * 0.3, by - wheel_r, wheel_r, wheel_r)
-                      | cv.ellipse(bx + cw * 0.3, by - wheel_r, wheel_r, wheel_r))
-            cv.paint(wheels, CAR, flat_colour, np.full(3, 20.0), 4)
+        paint[kind](cv, bx, by, depth, ground.horizon)
 
-    # void: random clutter objects and an ego-vehicle hood, labelled ignore
+
+def _paint_pole(cv: _Canvas, bx: float, by: float, depth: float, horizon: float) -> None:
+    """A pole 1-3 px wide, often carrying a sign (the green texture: context decides the class)."""
+    rng = cv.rng
+    width = 1 + round(2 * depth * rng.uniform(0.5, 1.0))
+    top = max(2.0, by - (by - horizon) * rng.uniform(1.4, 3.0) - 6)
+    x0 = round(bx)
+    cv.paint(cv.rect(x0, top, x0 + width, by), POLE, flat_colour, np.full(3, rng.uniform(60, 140)), 5)
+    if rng.random() < 0.7:
+        sw, sh = 3 + 8 * depth * rng.uniform(0.7, 1.3), 3 + 7 * depth * rng.uniform(0.7, 1.3)
+        cx = x0 + width / 2
+        if rng.random() < 0.6:
+            shape = cv.rect(cx - sw, top - sh, cx + sw, top + sh)
+        else:
+            shape = cv.ellipse(cx, top, sw, sw)
+        cv.paint(shape, SIGN, green_texture)
+
+
+def _paint_person(cv: _Canvas, bx: float, by: float, depth: float, horizon: float) -> None:
+    rng = cv.rng
+    ph = 6 + 30 * depth * rng.uniform(0.8, 1.2)
+    pw = ph / rng.uniform(3.0, 4.0)
+    clothes = rng.uniform(20, 235, size=3)
+    legs = (cv.rect(bx - pw / 2, by - 0.45 * ph, bx - pw / 8, by)
+            | cv.rect(bx + pw / 8, by - 0.45 * ph, bx + pw / 2, by))
+    cv.paint(legs, PERSON, flat_colour, rng.uniform(20, 90, size=3), 5)
+    cv.paint(cv.ellipse(bx, by - 0.62 * ph, pw / 2, 0.2 * ph), PERSON, flat_colour, clothes, 6)
+    skin = np.array([rng.uniform(120, 230), rng.uniform(90, 180), rng.uniform(60, 150)])
+    cv.paint(cv.ellipse(bx, by - 0.88 * ph, pw / 3, 0.1 * ph + 0.5), PERSON, flat_colour, skin, 5)
+
+
+def _paint_car(cv: _Canvas, bx: float, by: float, depth: float, horizon: float) -> None:
+    rng = cv.rng
+    cw = 8 + 70 * depth * rng.uniform(0.8, 1.2)
+    ch = cw * rng.uniform(0.35, 0.5)
+    colour = random_car_colour(rng)
+    body = cv.rect(bx - cw / 2, by - 0.6 * ch, bx + cw / 2, by - 0.12 * ch)
+    cabin = cv.rect(bx - cw * 0.32, by - ch, bx + cw * 0.3, by - 0.55 * ch)
+    cv.paint(body | cabin, CAR, flat_colour, colour, 6)
+    glass = cv.rect(bx - cw * 0.28, by - 0.93 * ch, bx + cw * 0.26, by - 0.62 * ch)
+    cv.paint(glass, CAR, flat_colour, np.array([40, 55, 75.0]) * rng.uniform(0.6, 1.6), 5)
+    wheel_r = max(1.0, 0.16 * ch)
+    wheels = (cv.ellipse(bx - cw * 0.3, by - wheel_r, wheel_r, wheel_r)
+              | cv.ellipse(bx + cw * 0.3, by - wheel_r, wheel_r, wheel_r))
+    cv.paint(wheels, CAR, flat_colour, np.full(3, 20.0), 4)
+
+
+def _paint_void(cv: _Canvas, horizon: float) -> None:
+    """Random clutter objects and an ego-vehicle hood, labelled ignore."""
+    rng, h, w = cv.rng, cv.h, cv.w
     for _ in range(int(rng.random() < 0.4) * int(rng.integers(1, 3))):
-        clutter = cv.ellipse(rng.uniform(0, w), rng.uniform(horizon * 0.5, h), rng.uniform(2, 9), rng.uniform(2, 9))
+        cx, cy = rng.uniform(0, w), rng.uniform(horizon * 0.5, h)
+        clutter = cv.ellipse(cx, cy, rng.uniform(2, 9), rng.uniform(2, 9))
         cv.paint(clutter, IGNORE_INDEX, flat_colour, rng.uniform(0, 255, size=3), 20)
     if rng.random() < 0.3:
         hood_h, bulge = rng.uniform(0.04, 0.1) * h, rng.uniform(0.02, 0.06) * h
-        hood = yy > h - hood_h - bulge * (1 - ((xx - w / 2) / (w / 2)) ** 2)
+        hood = cv.yy > h - hood_h - bulge * (1 - ((cv.xx - w / 2) / (w / 2)) ** 2)
         cv.paint(hood, IGNORE_INDEX, flat_colour, rng.uniform(10, 80, size=3), 4)
 
-    # lighting: gain, colour cast, offset and a left-right gradient; then sensor noise
+
+def _light(cv: _Canvas) -> np.ndarray:
+    """Lighting (gain, colour cast, offset, a left-right gradient), then sensor noise: uint8 RGB."""
+    rng = cv.rng
     gain = rng.uniform(0.65, 1.35) * rng.uniform(0.85, 1.15, size=3)
-    ramp = 1 + rng.uniform(-0.2, 0.2) * (xx / w - 0.5)[..., None]
-    image = cv.image * gain * ramp + rng.uniform(-15, 15) + 3 * rng.standard_normal((h, w, 1))
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), cv.label
+    ramp = 1 + rng.uniform(-0.2, 0.2) * (cv.xx / cv.w - 0.5)[..., None]
+    image = cv.image * gain * ramp + rng.uniform(-15, 15) + 3 * rng.standard_normal((cv.h, cv.w, 1))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -366,7 +425,8 @@ def generate(root: str | Path, params: ToyCityParams | None = None) -> Path:
         if manifest.get("params") != asdict(params) or manifest.get("version") != GENERATOR_VERSION:
             raise DataError(
                 f"{root} already holds toycity generated with {manifest.get('params')} "
-                f"(version {manifest.get('version')}), not {asdict(params)}; delete it or choose another --root"
+                f"(version {manifest.get('version')}), not {asdict(params)}; delete it or choose another "
+                "--root"
             )
         return root
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -412,7 +472,8 @@ def nearest_colour_miou(root: str | Path, max_images: int | None = None) -> floa
         valid = label != IGNORE_INDEX
         counts += np.bincount(label[valid], minlength=len(CLASS_NAMES))
         for channel in range(3):
-            sums[:, channel] += np.bincount(label[valid], image[..., channel][valid], minlength=len(CLASS_NAMES))
+            pixels = image[..., channel][valid]
+            sums[:, channel] += np.bincount(label[valid], pixels, minlength=len(CLASS_NAMES))
     means = sums / np.maximum(counts, 1)[:, None]
     k = len(CLASS_NAMES)
     confusion = np.zeros((k, k), np.int64)

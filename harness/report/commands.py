@@ -47,13 +47,15 @@ def _cmd_table(args: argparse.Namespace) -> int:
         try:
             teacher_miou[name] = float(json.loads(Path(path).read_text())["miou"])
         except (OSError, KeyError, ValueError) as err:
-            raise DataError(f"teacher evaluation {path} is unreadable or has no 'miou' ({err}); rerun eval_teacher") from None
+            raise DataError(f"teacher evaluation {path} is unreadable or has no 'miou' ({err}); rerun "
+                            "eval_teacher") from None
     figures = published.load_published(args.published) if args.published else None
     cost = None
     if args.cost and Path(args.cost).is_file():
         cost = pd.read_csv(args.cost)
         if not {"teacher", "student", "method", "overhead"} <= set(cost.columns):
-            raise DataError(f"cost table {args.cost} lacks teacher/student/method/overhead columns; rebuild it with python -m harness bench")
+            raise DataError(f"cost table {args.cost} lacks teacher/student/method/overhead columns; rebuild "
+                            "it with python -m harness bench")
     frame = tables.build_table(load_runs(args.runs), pairs, _csv_list(args.methods),
                                teacher_miou=teacher_miou, split=args.split, published=figures, cost=cost)
     if args.dataset and (frame.dataset != args.dataset).any():
@@ -215,7 +217,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="tables and figures from finished runs")
     sub = report.add_subparsers(dest="report_command", metavar="WHAT", required=True)
+    _register_tables(sub)
+    _register_readings(sub)
+    _register_figures(sub)
 
+    compare = subparsers.add_parser("compare", help="our table beside the published figures")
+    compare.add_argument("table", help="results/table_<dataset>.csv")
+    compare.set_defaults(func=_cmd_compare)
+
+
+def _register_tables(sub: argparse._SubParsersAction) -> None:
     table = sub.add_parser("table", help="mIoU per pair x method (mean, std, delta, published)")
     table.add_argument("runs", nargs="+", help="run folders or their metrics.json")
     table.add_argument("--pairs", nargs="+", required=True, metavar="TEACHER:STUDENT[:KIND]")
@@ -226,7 +237,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table.add_argument("--published", "--recorded", dest="published",
                        default="results/published/published_results.csv",
                        help="the published figures (CSV; --recorded is the old spelling)")
-    table.add_argument("--cost", default=None, help="cost CSV of `python -m harness bench` (used if it exists)")
+    table.add_argument("--cost", default=None,
+                       help="cost CSV of `python -m harness bench` (used if it exists)")
     table.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
     table.set_defaults(func=_cmd_table)
 
@@ -246,6 +258,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
     sens.set_defaults(func=_cmd_sensitivity)
 
+
+def _register_readings(sub: argparse._SubParsersAction) -> None:
     read = sub.add_parser("readings", help="a method's readings vs the student alone and KD")
     read.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline and "
                       "reference runs included)")
@@ -271,6 +285,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     claims.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
     claims.set_defaults(func=_cmd_claims)
 
+
+def _register_figures(sub: argparse._SubParsersAction) -> None:
     cka = sub.add_parser("cka", help="linear CKA of teacher/student features by stage (+ figure)")
     cka.add_argument("--pair", nargs="+", action="append", required=True,
                      metavar="KIND TEACHER_MODEL STUDENT_MODEL [SEED]",
@@ -290,7 +306,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     qual.add_argument("--images", type=int, default=4)
     qual.add_argument("--out", required=True, help="PNG path")
     qual.set_defaults(func=_cmd_qualitative)
-
-    compare = subparsers.add_parser("compare", help="our table beside the published figures")
-    compare.add_argument("table", help="results/table_<dataset>.csv")
-    compare.set_defaults(func=_cmd_compare)

@@ -381,9 +381,24 @@ def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
 def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
     """Expand one dataset of a schema-valid workflow config; inconsistencies raise ConfigError."""
     cfg = config["datasets"][name]
-    families = config["families"]
     runs_dir, results_dir = output_dirs(config)
     n_seeds = config["seeds"] if config["seeds"] is not None else cfg["seeds"]
+    if "baseline" not in cfg["methods"]:
+        raise ConfigError(f"datasets.{name}.methods must include `baseline` (the delta reference)")
+    main = {m: Variant(m, m, spec.get("preset"), tuple(sorted(spec.get("options", {}).items())))
+            for m, spec in cfg["methods"].items()}
+    plan = DatasetPlan(name, cfg, config, Scale.of(config), runs_dir, results_dir,
+                       list(range(n_seeds)), _pairs(config, name), main)
+    if cfg.get("ablation"):
+        _plan_ablation(plan)
+    if cfg.get("sensitivity"):
+        _plan_sensitivity(plan)
+    return plan
+
+
+def _pairs(config: dict[str, Any], name: str) -> list[Pair]:
+    """The dataset's pairs, each model with a family, an optimiser and (teachers) an entry."""
+    cfg, families = config["datasets"][name], config["families"]
     pairs = []
     for i, spec in enumerate(cfg["pairs"]):
         for role in ("teacher", "student"):
@@ -396,55 +411,55 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
             raise ConfigError(
                 f"datasets.{name}.pairs[{i}] uses teacher {spec['teacher']!r} that "
                 f"datasets.{name}.teachers does not list; add `{spec['teacher']}: {{model: null}}` "
-                f"(trained by the workflow) or a checkpoint path"
+                f"(trained by the workflow) or a saved model folder"
             )
-        kind = "homogeneous" if families[spec["teacher"]] == families[spec["student"]] else "heterogeneous"
-        pairs.append(Pair(spec["teacher"], spec["student"], kind))
+        same = families[spec["teacher"]] == families[spec["student"]]
+        pairs.append(Pair(spec["teacher"], spec["student"], "homogeneous" if same else "heterogeneous"))
     for model in {p.student for p in pairs} | {p.teacher for p in pairs}:
         if families[model] not in cfg["schedule"]["optim"]:
             raise ConfigError(
                 f"datasets.{name}.schedule.optim has no entry for family {families[model]!r} "
                 f"(model {model}); add one"
             )
-    if "baseline" not in cfg["methods"]:
-        raise ConfigError(f"datasets.{name}.methods must include `baseline` (the delta reference)")
-    main = {m: Variant(m, m, spec.get("preset"), tuple(sorted(spec.get("options", {}).items())))
-            for m, spec in cfg["methods"].items()}
-    plan = DatasetPlan(name, cfg, config, Scale.of(config), runs_dir, results_dir,
-                       list(range(n_seeds)), pairs, main)
+    return pairs
 
-    ablation = cfg.get("ablation")
-    if ablation:
-        method = ablation["method"]
-        if method not in main:
-            raise ConfigError(f"datasets.{name}.ablation.method {method!r} is not in datasets.{name}.methods; add it there")
-        if ablation["pairs"] == "heterogeneous":
-            plan.ablation_pairs = [p for p in pairs if p.kind == "heterogeneous"]
-        else:
-            plan.ablation_pairs = [_find_pair(plan, s, "ablation.pairs") for s in ablation["pairs"]]
-        if not plan.ablation_pairs:
-            raise ConfigError(f"datasets.{name}.ablation selects no pair; list pairs or add a heterogeneous pair")
-        base = main[method]
-        plan.ablation = {p: _variant(method, p, base.options_dict, base) for p in ablation["presets"]}
 
-    sens = cfg.get("sensitivity")
-    if sens:
-        method = sens["method"]
-        if method not in main:
-            raise ConfigError(f"datasets.{name}.sensitivity.method {method!r} is not in datasets.{name}.methods; add it there")
-        plan.sensitivity_pair = _find_pair(plan, sens["pair"], "sensitivity.pair")
-        axes = list(sens["options"])
-        if len(axes) != 2:
-            raise ConfigError(f"datasets.{name}.sensitivity.options must name exactly two options (e.g. lambda1, lambda2), got {axes}")
-        base = main[method]
-        points = [({}, base)]  # the method's default setting, marked in the plot
-        for a in sens["options"][axes[0]]:
-            for b in sens["options"][axes[1]]:
-                values = {axes[0]: a, axes[1]: b}
-                points.append((values, _variant(method, base.preset, {**base.options_dict, **values}, base)))
-        seen: set[str] = set()
-        plan.sensitivity = [(v, var) for v, var in points if not (var.name in seen or seen.add(var.name))]
-    return plan
+def _grid_method(plan: DatasetPlan, key: str) -> Variant:
+    """The main variant of the method ``datasets.<d>.<key>.method`` names."""
+    method = plan.cfg[key]["method"]
+    if method not in plan.main:
+        raise ConfigError(f"datasets.{plan.name}.{key}.method {method!r} is not in "
+                          f"datasets.{plan.name}.methods; add it there")
+    return plan.main[method]
+
+
+def _plan_ablation(plan: DatasetPlan) -> None:
+    ablation, base = plan.cfg["ablation"], _grid_method(plan, "ablation")
+    if ablation["pairs"] == "heterogeneous":
+        plan.ablation_pairs = [p for p in plan.pairs if p.kind == "heterogeneous"]
+    else:
+        plan.ablation_pairs = [_find_pair(plan, s, "ablation.pairs") for s in ablation["pairs"]]
+    if not plan.ablation_pairs:
+        raise ConfigError(f"datasets.{plan.name}.ablation selects no pair; list pairs or add a "
+                          "heterogeneous pair")
+    plan.ablation = {p: _variant(base.method, p, base.options_dict, base) for p in ablation["presets"]}
+
+
+def _plan_sensitivity(plan: DatasetPlan) -> None:
+    sens, base = plan.cfg["sensitivity"], _grid_method(plan, "sensitivity")
+    plan.sensitivity_pair = _find_pair(plan, sens["pair"], "sensitivity.pair")
+    axes = list(sens["options"])
+    if len(axes) != 2:
+        raise ConfigError(f"datasets.{plan.name}.sensitivity.options must name exactly two options "
+                          f"(e.g. lambda1, lambda2), got {axes}")
+    points = [({}, base)]  # the method's default setting, marked in the plot
+    for a in sens["options"][axes[0]]:
+        for b in sens["options"][axes[1]]:
+            values = {axes[0]: a, axes[1]: b}
+            options = {**base.options_dict, **values}
+            points.append((values, _variant(base.method, base.preset, options, base)))
+    seen: set[str] = set()
+    plan.sensitivity = [(v, var) for v, var in points if not (var.name in seen or seen.add(var.name))]
 
 
 def check_config(config: dict[str, Any]) -> dict[str, DatasetPlan]:
@@ -453,7 +468,8 @@ def check_config(config: dict[str, Any]) -> dict[str, DatasetPlan]:
     Scale.of(config)
     unknown = [d for d in config["default_datasets"] if d not in config["datasets"]]
     if unknown:
-        raise ConfigError(f"default_datasets names {unknown} that `datasets` does not define; define them or remove them")
+        raise ConfigError(f"default_datasets names {unknown} that `datasets` does not define; define them "
+                          "or remove them")
     return {name: plan_dataset(config, name) for name in config["datasets"]}
 
 
@@ -535,7 +551,8 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
         plan = plans[name]
         if name in DATASETS and DATASETS.get(name).generated != plan.cfg["generated"]:
             raise ConfigError(f"datasets.{name}.generated is {str(plan.cfg['generated']).lower()}, but "
-                              f"{name} is {'generated' if DATASETS.get(name).generated else 'read from its download'}; "
+                              f"{name} is "
+                              f"{'generated' if DATASETS.get(name).generated else 'read from its download'}; "
                               f"set it to {str(DATASETS.get(name).generated).lower()}")
         for pair in plan.pairs:
             for model in (pair.teacher, pair.student):
