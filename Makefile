@@ -1,6 +1,6 @@
 # Two commands a new user needs (see README):
 #   make demo   - the default Snakemake target on the built-in dataset
-#   make test   - the test suite
+#   make test   - the test suite (make lint: ruff and snakemake --lint, which CI runs first)
 # Each creates the virtual environment on first use (the pinned torch pair, then this package)
 # and reuses it afterwards. VENV may point outside the clone (CI keeps it in a cache folder).
 PYTHON ?= python3
@@ -31,5 +31,12 @@ demo: env
 test: env
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
 
+# ruff (pyproject.toml [tool.ruff]: pyflakes, pycodestyle at 110 columns, import order, pyupgrade,
+# bugbear) over the package and the tests, then Snakemake's own linter over the workflow.
 lint: env
+	$(VENV)/bin/ruff check .
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --lint
+
+# Tables and figures of the workflow (results/, results/smoke/); the published figures stay.
+clean-results:
+	find results -mindepth 1 -maxdepth 1 ! -name published -exec rm -rf {} +

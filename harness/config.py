@@ -331,7 +331,8 @@ def validate_values(config: RunConfig) -> None:
                                        f"{', '.join(sorted(PROTOCOLS))}"),
         (config.data.batch_size > 0, "data.batch_size must be > 0"),
         (min(config.data.crop) > 0, "data.crop must be positive"),
-        (0 < config.data.scale_range[0] <= config.data.scale_range[1], "data.scale_range must be 0 < low <= high"),
+        (0 < config.data.scale_range[0] <= config.data.scale_range[1],
+         "data.scale_range must be 0 < low <= high"),
     ]
     for ok, message in checks:
         if not ok:

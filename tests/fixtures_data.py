@@ -48,7 +48,8 @@ def voc_palette() -> list[int]:
     return palette
 
 
-def write_cityscapes(root: Path, n: int = 2, cities: tuple[str, ...] = ("aachen",), train_ids: bool = False) -> Path:
+def write_cityscapes(root: Path, n: int = 2, cities: tuple[str, ...] = ("aachen",),
+                     train_ids: bool = False) -> Path:
     """``n`` images per split and city; labelIds (and labelTrainIds when ``train_ids``)."""
     for split in ("train", "val"):
         for city in cities:
@@ -56,11 +57,13 @@ def write_cityscapes(root: Path, n: int = 2, cities: tuple[str, ...] = ("aachen"
             (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 stem = f"{city}_{i:06d}_000019"
-                Image.fromarray(random_rgb(i)).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+                images = root / "leftImg8bit" / split / city
+                Image.fromarray(random_rgb(i)).save(images / f"{stem}_leftImg8bit.png")
                 gt = root / "gtFine" / split / city
                 Image.fromarray(column_cycle(CITYSCAPES_IDS)).save(gt / f"{stem}_gtFine_labelIds.png")
                 if train_ids:
-                    Image.fromarray(column_cycle(CITYSCAPES_TRAIN)).save(gt / f"{stem}_gtFine_labelTrainIds.png")
+                    train_ids = Image.fromarray(column_cycle(CITYSCAPES_TRAIN))
+                    train_ids.save(gt / f"{stem}_gtFine_labelTrainIds.png")
     return root
 
 
@@ -73,7 +76,8 @@ def write_voc(root: Path, n_train: int = 3, n_val: int = 2) -> Path:
     for i, image_id in enumerate(train_ids + val_ids):
         Image.fromarray(random_rgb(i)).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
     for image_id in train_ids:
-        Image.fromarray(column_cycle(VOC_VALUES), mode="L").save(root / "SegmentationClassAug" / f"{image_id}.png")
+        label = Image.fromarray(column_cycle(VOC_VALUES), mode="L")
+        label.save(root / "SegmentationClassAug" / f"{image_id}.png")
     for image_id in val_ids:
         label = Image.fromarray(column_cycle(VOC_VALUES), mode="P")
         label.putpalette(voc_palette())

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from harness.config import RunConfig, apply_overrides, from_dict, load_config, to_dict
+from harness.config import RunConfig, from_dict, load_config, to_dict
 from harness.errors import ConfigError
 
 
@@ -121,7 +121,8 @@ def test_train_choices_list_their_values():
 
 def test_yaml_reads_on_off_as_strings_and_exponents_as_numbers(tmp_path):
     file = tmp_path / "run.yaml"
-    file.write_text("train:\n  channels_last: on\n  amp: off\n  lr: 1e-4\n  weight_decay: 5E-4\ndata:\n  flip: false\n")
+    file.write_text("train:\n  channels_last: on\n  amp: off\n  lr: 1e-4\n  weight_decay: 5E-4\n"
+                    "data:\n  flip: false\n")
     config = load_config(file, ["train.grad_clip=1e1"])
     assert (config.train.channels_last, config.train.amp) == ("on", "off")
     assert config.train.lr == 1e-4 and config.train.weight_decay == 5e-4 and config.train.grad_clip == 10.0

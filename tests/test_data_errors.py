@@ -4,9 +4,9 @@ import re
 
 import numpy as np
 import pytest
+from fixtures_data import H, W, write_ade20k, write_camvid, write_cityscapes, write_voc
 from PIL import Image
 
-from fixtures_data import H, W, write_ade20k, write_camvid, write_cityscapes, write_voc
 from harness.cli import main as cli_main
 from harness.data import build_dataset, check_dataset
 from harness.errors import DataError
@@ -82,7 +82,8 @@ def test_label_value_out_of_range(tmp_path):
     label = np.zeros((H, W), np.uint8)
     label[0, 0] = 12  # 11 classes + void 11; 12 is neither
     Image.fromarray(label).save(bad)
-    message = raises_data_error(lambda: check_dataset("camvid", tmp_path), str(bad), "[12]", "0..10, 11 (void) or 255")
+    message = raises_data_error(lambda: check_dataset("camvid", tmp_path), str(bad), "[12]",
+                                "0..10, 11 (void) or 255")
     assert re.search(r"outside the class range", message)
 
 
@@ -106,7 +107,8 @@ def test_size_mismatch(tmp_path):
     write_ade20k(tmp_path)
     bad = tmp_path / "annotations" / "validation" / "ADE_valid_00000000.png"
     Image.fromarray(np.zeros((H, W - 2), np.uint8)).save(bad)
-    raises_data_error(lambda: check_dataset("ade20k", tmp_path, ["val"]), str(bad), "32x16", "30x16", "same size")
+    raises_data_error(lambda: check_dataset("ade20k", tmp_path, ["val"]), str(bad), "32x16", "30x16",
+                      "same size")
 
 
 def test_unknown_dataset_lists_names(tmp_path):

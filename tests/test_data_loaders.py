@@ -2,10 +2,21 @@
 import numpy as np
 import pytest
 import torch
+from fixtures_data import (
+    ADE_TRAIN,
+    CAMVID_TRAIN,
+    CITYSCAPES_TRAIN,
+    VOC_VALUES,
+    H,
+    W,
+    column_cycle,
+    write_ade20k,
+    write_camvid,
+    write_cityscapes,
+    write_voc,
+)
 from PIL import Image
 
-from fixtures_data import (ADE_TRAIN, CAMVID_TRAIN, CITYSCAPES_TRAIN, H, VOC_VALUES, W, column_cycle,
-                           write_ade20k, write_camvid, write_cityscapes, write_voc)
 from harness.data import DATASETS, build_dataset, check_dataset
 from harness.data.cityscapes import label_ids_table
 
@@ -82,7 +93,8 @@ def test_camvid_void_ignored_and_three_splits(tmp_path):
 
 def test_train_items_are_crops_with_valid_labels(tmp_path):
     write_cityscapes(tmp_path)
-    dataset = build_dataset("cityscapes", tmp_path, "train", train=True, crop=(24, 40), scale_range=(0.5, 2.0))
+    dataset = build_dataset("cityscapes", tmp_path, "train", train=True, crop=(24, 40),
+                            scale_range=(0.5, 2.0))
     torch.manual_seed(0)
     for index in range(len(dataset)):
         image, label = dataset[index]

@@ -10,8 +10,15 @@ from PIL import Image
 
 from harness.cli import main as cli_main
 from harness.data import build_dataset, check_dataset, prepare_dataset
-from harness.data.toycity import (CLASS_NAMES, ToyCity, ToyCityParams, generate, image_rng,
-                                  nearest_colour_miou, render_scene)
+from harness.data.toycity import (
+    CLASS_NAMES,
+    ToyCity,
+    ToyCityParams,
+    generate,
+    image_rng,
+    nearest_colour_miou,
+    render_scene,
+)
 from harness.errors import DataError
 
 TINY = ToyCityParams(seed=0, num_train=4, num_val=2, height=32, width=64)

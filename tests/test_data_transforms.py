@@ -3,8 +3,14 @@ padding is 0 (image, after normalisation) and 255 (mask), masks are resized near
 import numpy as np
 import torch
 
-from harness.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, NORMALIZATION, denormalise, eval_transform,
-                                     train_transform)
+from harness.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMALIZATION,
+    denormalise,
+    eval_transform,
+    train_transform,
+)
 
 
 def coded_pair(h=16, w=32, seed=0):

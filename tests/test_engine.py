@@ -63,7 +63,8 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     # the reference protocol resizes logits with align_corners=True; the model folder records it
     assert on_disk["protocol"] == "reference" and on_disk["align_corners"] is True
     assert json.loads((run / "model" / "config.json").read_text())["align_corners"] is True
-    assert on_disk["trainable_params"] == sum(p.numel() for p in build_model("deeplabv3_tiny", 10).parameters())
+    student = build_model("deeplabv3_tiny", 10)
+    assert on_disk["trainable_params"] == sum(p.numel() for p in student.parameters())
     assert on_disk["method_params"] == 0 and on_disk["images_per_s"] > 0
     assert set(on_disk["versions"]) >= {"python", "torch", "timm", "smp"}
     assert on_disk["config"] == to_dict(config)
@@ -72,7 +73,8 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert set(rows[0]) == {"iteration", "lr", "loss_task", "loss_aux", "loss_total", "time_s"}
     for row in rows:  # total = task + 0.4 * aux term (already weighted)
-        assert float(row["loss_total"]) == pytest.approx(float(row["loss_task"]) + float(row["loss_aux"]), rel=1e-5)
+        expected = float(row["loss_task"]) + float(row["loss_aux"])
+        assert float(row["loss_total"]) == pytest.approx(expected, rel=1e-5)
     base = 0.02 * 4 / 16
     assert [float(r["lr"]) for r in rows] == pytest.approx([base * (1 - i / 4) ** 0.9 for i in range(4)])
     model, meta = load_model(run / "model", expect_name="deeplabv3_tiny", expect_num_classes=10,

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 
-
 def test_two_process_gloo_smoke_run(toy_root, tmp_path):
     run = tmp_path / "run"
     settings = [f"data.root={toy_root}", "model.student=deeplabv3_tiny", "data.crop=[32, 32]",

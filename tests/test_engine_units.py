@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from harness.config import TrainConfig, align_corners, load_config
-from harness.engine.distributed import DistContext, sync_batchnorm
-from harness.errors import ConfigError
 from harness.engine.data import ResumableSampler
+from harness.engine.distributed import DistContext, sync_batchnorm
 from harness.engine.evaluate import confusion_matrix, predict_logits, scores_from_confusion
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, trainable_parameters
 from harness.engine.task_loss import task_losses
+from harness.errors import ConfigError
 from harness.models.base import SegOutput
 
 

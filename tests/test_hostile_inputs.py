@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_data import write_cityscapes
 from PIL import Image
 
-from fixtures_data import write_cityscapes
 from harness.cli import main as cli_main
 from harness.data import prepare_dataset
 from harness.io import atomic_write_json, atomic_write_text

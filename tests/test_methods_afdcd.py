@@ -39,7 +39,7 @@ def loop_omni_contrast(gen, feat_t, tau, groups, pool, patch):
             for left in range(0, width, pw):
                 cells = [(y, x) for y in range(top, top + ph) for x in range(left, left + pw)]
 
-                def vec(m, y, x, g):
+                def vec(m, y, x, g, b=b):
                     return m[b, g * width_g:(g + 1) * width_g, y, x]
 
                 for y, x in cells:

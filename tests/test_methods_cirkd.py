@@ -10,7 +10,6 @@ from fixtures_methods import model_info, random_output
 
 from harness.errors import ConfigError
 from harness.methods.base import METHODS
-from harness.methods.common import resize_labels, soft_kl_sum
 from harness.methods.cirkd import (
     CIRKD,
     enqueue,
@@ -23,6 +22,8 @@ from harness.methods.cirkd import (
     select_pixels,
     select_pixels_raster,
 )
+from harness.methods.common import resize_labels, soft_kl_sum
+from harness.models.base import SegOutput
 
 torch.set_num_threads(1)
 
@@ -251,7 +252,8 @@ def test_auto_pool_equals_explicit_4x4_pooling_on_large_maps():
     out_t = SegOutput(torch.randn(1, 3, 256, 256), [], feat_t)
     labels = torch.zeros(1, 256, 256, dtype=torch.long)
     options = {"lambda_pixel_memory": 0.0, "lambda_region_memory": 0.0, "lambda_kd": 0.0}
-    auto = CIRKD(info("s", 4), info("t", 5), CIRKD.make_options(p2p_auto_pool=True, **options))
+    auto = CIRKD(model_info("s", decoder_channels=4), model_info("t", decoder_channels=5),
+                 CIRKD.make_options(p2p_auto_pool=True, **options))
     expected = p2p_batch_loss(F.avg_pool2d(feat_s, 4), F.avg_pool2d(feat_t, 4), 0.1, 2)
     assert auto(out_s, out_t, labels)["loss_p2p_batch"].item() == pytest.approx(
         expected.item(), rel=1e-5)

@@ -8,8 +8,13 @@ import torch
 
 from harness.methods import build_distiller
 from harness.methods.cwd import cwd_loss
-from harness.methods.heteroakd import (heteroakd_loss, kem_weights, mix_knowledge,
-                                       reliability, weighted_distillation)
+from harness.methods.heteroakd import (
+    heteroakd_loss,
+    kem_weights,
+    mix_knowledge,
+    reliability,
+    weighted_distillation,
+)
 from harness.methods.kd import kd_loss, kd_on_outputs
 from harness.methods.ofa import ofa_loss
 from harness.models.base import ModelInfo, SegOutput

@@ -226,14 +226,17 @@ def test_segformer_pretrained_file_loads(tmp_path):
 def test_pretrained_file_with_wrong_keys_refused(tmp_path):
     other = build_model("segformer_tiny", 11).encoder.state_dict()
     save_file(dict(other), str(tmp_path / "mit.safetensors"))
-    with pytest.raises(CheckpointError, match=r"mit\.safetensors does not fit .*missing \d+ keys: conv1\.0\.weight"):
+    with pytest.raises(CheckpointError,
+                       match=r"mit\.safetensors does not fit .*missing \d+ keys: conv1\.0\.weight"):
         build_model("deeplabv3_tiny", 11, pretrained=str(tmp_path / "mit.safetensors"))
 
 
 def test_pretrained_file_with_wrong_shapes_refused(tmp_path):
     small = build_model("deeplabv3_small", 11).encoder.state_dict()
     save_file(dict(small), str(tmp_path / "small.safetensors"))
-    with pytest.raises(CheckpointError, match=r"does not fit the deeplabv3_tiny encoder .*wrong shapes: layer3\.0\.conv1\.weight \(64, 32, 3, 3\) vs \(48, 32, 3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"does not fit the deeplabv3_tiny encoder .*wrong shapes: "
+                                              r"layer3\.0\.conv1\.weight \(64, 32, 3, 3\) "
+                                              r"vs \(48, 32, 3, 3\)"):
         build_model("deeplabv3_tiny", 11, pretrained=str(tmp_path / "small.safetensors"))
 
 

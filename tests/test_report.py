@@ -62,7 +62,8 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
                                published=published.load_published(rec), cost=cost)
     assert list(frame.columns) == tables.TABLE_COLUMNS
     base, kd, cwd = (frame.iloc[i] for i in range(3))
-    assert (base.method, base.miou_mean, base.miou_std, base.n_seeds, base.delta) == ("baseline", 52.0, 2.0, 3, 0.0)
+    assert (base.method, base.miou_mean, base.miou_std, base.n_seeds, base.delta) == (
+        "baseline", 52.0, 2.0, 3, 0.0)
     assert kd.miou_mean == pytest.approx(55.0)
     assert kd.miou_std == pytest.approx(math.sqrt(3.0))  # deviations -2, 1, 1 -> 6 / 2
     assert kd.delta == pytest.approx(3.0)
@@ -162,7 +163,8 @@ def test_sensitivity_resolves_defaults_and_marks_them(tmp_path: Path) -> None:
 def test_published_file_of_the_project_is_valid() -> None:
     frame = published.load_published(ROOT / "results/published/published_results.csv")
     assert len(frame) == 42 and frame.miou.between(0, 100).all() and (frame.source != "").all()
-    assert published.lookup(frame, "cityscapes", "val", "segformer_b4", "deeplabv3_mbv2", "heteroakd")[0] == 74.91
+    found = published.lookup(frame, "cityscapes", "val", "segformer_b4", "deeplabv3_mbv2", "heteroakd")
+    assert found[0] == 74.91
     assert published.lookup_teacher(frame, "cityscapes", "val", "deeplabv3_r101") == 78.07
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
-from harness.report.tables import ABLATION_COLUMNS, SENSITIVITY_COLUMNS, TABLE_COLUMNS
 
+from harness.report.tables import ABLATION_COLUMNS, SENSITIVITY_COLUMNS, TABLE_COLUMNS
 
 
 @pytest.mark.slow

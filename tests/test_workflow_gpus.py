@@ -205,7 +205,8 @@ def test_dry_runs_pin_jobs_to_slots_and_leave_a_cpu_box_as_it_was() -> None:
     assert "harness gpu run" not in cpu.stdout
     assert "Shell command: python -m harness train --set seed=0" in cpu.stdout
     four = _dry_run("threads=2", fake="4")
-    assert "Shell command: python -m harness gpu run --devices 0,1,2,3 --count 1 -- python -m harness train --set seed=0" in four.stdout
+    assert ("Shell command: python -m harness gpu run --devices 0,1,2,3 --count 1 -- python -m harness train "
+            "--set seed=0") in four.stdout
     # the command after the prefix is the CPU box's, byte for byte
     assert four.stdout.split("-- python -m harness train", 1)[1].split("\n")[0] == \
         cpu.stdout.split("Shell command: python -m harness train", 1)[1].split("\n")[0]

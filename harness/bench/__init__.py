@@ -3,8 +3,13 @@ timed steps over the engine's training step (``step``), medians and peaks (``tim
 the costs around training (``pipeline``) and the CSV/Markdown output (``table``).
 CLI: ``python -m harness bench`` (``commands``)."""
 from harness.bench.cost import COLUMNS, DEFAULT_METHODS, CostConfig, measure, run_cost
-from harness.bench.pipeline import (accumulator_throughput, dry_run_seconds, eval_throughput,
-                                    loader_throughput, training_consumption)
+from harness.bench.pipeline import (
+                                    accumulator_throughput,
+                                    dry_run_seconds,
+                                    eval_throughput,
+                                    loader_throughput,
+                                    training_consumption,
+)
 from harness.bench.step import DistillStep
 from harness.bench.table import write_tables
 

@@ -82,7 +82,8 @@ def _parse_pairs(pairs: list[str]) -> list[tuple[str, str]]:
             raise ConfigError(f"--pairs entry {text!r} must look like teacher:student")
         for name in (teacher, student):
             if name not in MODELS:
-                raise ConfigError(f"unknown model {name!r} in --pairs; valid: {', '.join(sorted(MODELS.names()))}")
+                raise ConfigError(f"unknown model {name!r} in --pairs; valid: "
+                                  f"{', '.join(sorted(MODELS.names()))}")
         parsed.append((teacher, student))
     return parsed
 
@@ -93,12 +94,15 @@ def _check_methods(methods: list[str]) -> None:
     for spec in methods:
         name, preset = split_method(spec)
         if name not in METHODS:
-            raise ConfigError(f"unknown method {name!r} in --methods; valid: {', '.join(sorted(METHODS.names()))}")
+            raise ConfigError(f"unknown method {name!r} in --methods; valid: "
+                              f"{', '.join(sorted(METHODS.names()))}")
         cls = METHODS.get(name)
         if not cls.needs_teacher:
-            raise ConfigError(f"method {name!r} has no teacher, so no distillation cost; drop it from --methods")
+            raise ConfigError(f"method {name!r} has no teacher, so no distillation cost; drop it from "
+                              "--methods")
         if preset is not None and preset not in cls.presets:
-            raise ConfigError(f"unknown preset {preset!r} for {name} in --methods; valid: {', '.join(sorted(cls.presets))}")
+            raise ConfigError(f"unknown preset {preset!r} for {name} in --methods; valid: "
+                              f"{', '.join(sorted(cls.presets))}")
 
 
 def _num_classes(args: argparse.Namespace) -> tuple[str, int]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS
 from harness import IGNORE_INDEX
+from harness.data.base import DATASETS
 from harness.data.files import INVALID, Pair, PairedDataset, pairs_by_stem, require_dir
 
 # objectInfo150 short names, in label order 1..150

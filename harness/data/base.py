@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from torch.utils.data import Dataset
 
 from harness.registry import Registry
 
-DATASETS: Registry[type["SegDataset"]] = Registry("dataset")
+DATASETS: Registry[type[SegDataset]] = Registry("dataset")
 
 
 class SegDataset(Dataset):

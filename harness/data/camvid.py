@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS
 from harness import IGNORE_INDEX
+from harness.data.base import DATASETS
 from harness.data.files import Pair, PairedDataset, identity_label_map, pairs_by_stem, require_dir
 
 CLASS_NAMES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.base import DATASETS
-from harness.data.files import INVALID, IGNORE_INDEX, Pair, PairedDataset, identity_label_map, require_dir
+from harness.data.files import IGNORE_INDEX, INVALID, Pair, PairedDataset, identity_label_map, require_dir
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
@@ -68,7 +68,8 @@ class Cityscapes(PairedDataset):
             stem = image_path.name[: -len(IMAGE_SUFFIX)]
             city = labels / image_path.parent.name
             train_ids = city / f"{stem}{TRAIN_IDS_SUFFIX}"
-            pairs.append((image_path, train_ids if train_ids.is_file() else city / f"{stem}{LABEL_IDS_SUFFIX}"))
+            label = train_ids if train_ids.is_file() else city / f"{stem}{LABEL_IDS_SUFFIX}"
+            pairs.append((image_path, label))
         return pairs
 
     @classmethod

@@ -202,7 +202,8 @@ class PairedDataset(SegDataset):
             raise DataError(f"dataset root {root} does not exist; expected layout: {cls.layout}")
         pairs = cls.list_pairs(root, split)
         if not pairs:
-            raise DataError(f"no images found for split {split!r} under {root}; expected layout: {cls.layout}")
+            raise DataError(f"no images found for split {split!r} under {root}; "
+                            f"expected layout: {cls.layout}")
         for image_path, label_path in pairs:
             if not label_path.is_file():
                 raise DataError(

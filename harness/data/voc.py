@@ -22,7 +22,8 @@ from harness.errors import DataError
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
                "sheep", "sofa", "train", "tvmonitor")
-LABEL_FOLDERS = {"train_aug": "SegmentationClassAug", "val": "SegmentationClass", "train": "SegmentationClass"}
+LABEL_FOLDERS = {"train_aug": "SegmentationClassAug", "val": "SegmentationClass",
+                 "train": "SegmentationClass"}
 
 
 @DATASETS.register("voc")

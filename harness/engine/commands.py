@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split")
-    evaluate.add_argument("--model", required=True, help="saved model folder (or a run folder holding model/)")
+    evaluate.add_argument("--model", required=True,
+                          help="saved model folder (or a run folder holding model/)")
     evaluate.add_argument("--dataset", required=True, help="dataset name, e.g. toycity")
     evaluate.add_argument("--root", required=True, help="dataset root folder")
     evaluate.add_argument("--split", default="val")

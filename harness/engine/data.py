@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from harness.errors import UserError
 from harness.engine.seeding import rng_state, sample_seed, seed_sample, set_rng_state, worker_init_fn
+from harness.errors import UserError
 
 
 class SeededSamples(Dataset):

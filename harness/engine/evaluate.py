@@ -79,7 +79,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = No
     Returns the keys of :func:`scores_from_confusion` plus ``images``.
     """
     device = torch.device(device)
-    num_classes = num_classes or getattr(dataset, "num_classes")
+    num_classes = num_classes or dataset.num_classes
     class_names = class_names or getattr(dataset, "class_names", None)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     shard = Subset(dataset, range(rank, count, world_size))

@@ -29,14 +29,19 @@ from harness.data import check_dataset
 from harness.engine import provenance
 from harness.engine.checkpoint import checkpoint_path, save_checkpoint
 from harness.engine.data import ResumableSampler, build_train_loader
-from harness.engine.distributed import (DistContext, barrier, broadcast_object, init_distributed,
-                                        shutdown, sync_batchnorm)
+from harness.engine.distributed import (
+    DistContext,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown,
+    sync_batchnorm,
+)
 from harness.engine.evaluate import evaluate
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, set_lr, trainable_parameters
 from harness.engine.prepare import RunInputs, prepare_run
 from harness.engine.seeding import rng_state, seed_everything, set_rng_state, use_deterministic_algorithms
-from harness.engine.step import (TOTAL, Precision, StepParts, StudentWithDistiller, first_nonfinite,
-                                 train_step)
+from harness.engine.step import TOTAL, Precision, StepParts, StudentWithDistiller, first_nonfinite, train_step
 from harness.errors import UserError
 from harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 

@@ -18,7 +18,7 @@ from harness.errors import ConfigError
 from harness.models.base import ModelInfo, SegOutput
 from harness.registry import Registry
 
-METHODS: Registry[type["Distiller"]] = Registry("method")
+METHODS: Registry[type[Distiller]] = Registry("method")
 
 
 @dataclass(frozen=True)

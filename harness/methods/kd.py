@@ -15,8 +15,15 @@ import torch
 
 from harness.methods.base import METHODS, Distiller
 from harness.methods.base import Options as BaseOptions
-from harness.methods.common import (fp32, loss_precision, masked_mean, pixel_kl, resize_labels,
-                                    resize_to, valid_mask)
+from harness.methods.common import (
+    fp32,
+    loss_precision,
+    masked_mean,
+    pixel_kl,
+    resize_labels,
+    resize_to,
+    valid_mask,
+)
 from harness.models.base import SegOutput
 
 

@@ -27,8 +27,16 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.methods.base import METHODS, Distiller
 from harness.methods.base import Options as BaseOptions
-from harness.methods.common import (Projector, fp32, loss_precision, masked_mean, one_hot,
-                                    resize_labels, resize_to, valid_mask)
+from harness.methods.common import (
+    Projector,
+    fp32,
+    loss_precision,
+    masked_mean,
+    one_hot,
+    resize_labels,
+    resize_to,
+    valid_mask,
+)
 from harness.models.base import ModelInfo, SegOutput
 
 

@@ -28,9 +28,9 @@ import timm
 import torch
 from torch import nn
 
+from harness.models import MODELS
 from harness.models.base import ModelInfo, SegModel, SegOutput
 from harness.models.heads import DeepLabHead, FCNHead, PSPHead
-from harness.models import MODELS
 
 # Stage features handed to distillers: the 4 main stages (stride 4, 8, 8, 8 at OS8).
 _RESNET_STAGES = (1, 2, 3, 4)  # timm feature indices: layer1..layer4 (0 is the stride-2 stem)

@@ -191,7 +191,8 @@ def load_model(folder: str | Path, *, expect_name: str | None = None,
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_file} cannot be read ({err}); re-save or re-train the model") from None
+        raise CheckpointError(f"{weights_file} cannot be read ({err}); "
+                              "re-save or re-train the model") from None
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -17,6 +17,7 @@ Embed dim E = 256 for B0/B1 and 768 for B4 (paper, Sec. 4 / official configs).
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,6 @@ from segmentation_models_pytorch.encoders.mix_transformer import (
     MixVisionTransformerEncoder,
     mix_transformer_encoders,
 )
-from functools import partial
 from torch import nn
 
 from harness.models import MODELS

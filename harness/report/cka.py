@@ -18,7 +18,8 @@ import torch.nn.functional as F
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA of x (n, p) and y (n, q), computed in float64."""
     if x.shape[0] != y.shape[0] or x.ndim != 2 or y.ndim != 2:
-        raise ValueError(f"linear_cka needs (n, p) and (n, q) with the same n; got {tuple(x.shape)}, {tuple(y.shape)}")
+        raise ValueError(f"linear_cka needs (n, p) and (n, q) with the same n; got {tuple(x.shape)}, "
+                         f"{tuple(y.shape)}")
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
     cross = torch.linalg.matrix_norm(y.T @ x) ** 2

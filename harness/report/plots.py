@@ -20,7 +20,6 @@ from harness import IGNORE_INDEX  # noqa: E402
 from harness.io import atomic_write_with  # noqa: E402
 
 
-
 def _save(fig: plt.Figure, path: str | Path) -> None:
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)

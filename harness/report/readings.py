@@ -17,8 +17,7 @@ import yaml
 from harness.errors import ConfigError, DataError
 from harness.report.runs import RunResult
 from harness.report.stats import Interval, paired_interval
-from harness.report.tables import (PairSpec, by_seed, check_one, delta_cell, mean_std,
-                                   seed_columns, select)
+from harness.report.tables import PairSpec, by_seed, check_one, delta_cell, mean_std, seed_columns, select
 
 READINGS_COLUMNS = [
     "dataset", "teacher", "student", "kind", "method", "reading", "options", "miou_mean",

@@ -46,7 +46,7 @@ class PairSpec:
     kind: str = ""
 
     @classmethod
-    def parse(cls, token: str) -> "PairSpec":
+    def parse(cls, token: str) -> PairSpec:
         """``teacher:student[:kind]``."""
         parts = token.split(":")
         if len(parts) not in (2, 3) or not all(parts):
@@ -164,8 +164,10 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
             mean, std = mean_std([r.miou for r in cell])
             deltas = _delta(cell, base) if method != "baseline" else {**_delta(cell, []),
                                                                         "delta": 0.0}
-            found = pub.lookup(published, dataset, split, pair.teacher, pair.student, method) if published is not None else None
-            pub_teacher = pub.lookup_teacher(published, dataset, split, pair.teacher) if published is not None else None
+            found, pub_teacher = None, None
+            if published is not None:
+                found = pub.lookup(published, dataset, split, pair.teacher, pair.student, method)
+                pub_teacher = pub.lookup_teacher(published, dataset, split, pair.teacher)
             notes = _notes(cell, method)
             if found and found[2]:
                 notes = f"{notes}; published: {found[2]}" if notes else f"published: {found[2]}"
@@ -194,7 +196,8 @@ def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
         if not base:
             raise DataError(f"no baseline runs of {pair.student} among the inputs; the ablation needs them")
         base_mean = mean_std([r.miou for r in base])[0]
-        of_pair = [r for r in runs if r.teacher == pair.teacher and r.student == pair.student and r.method == method]
+        of_pair = [r for r in runs
+                   if (r.teacher, r.student, r.method) == (pair.teacher, pair.student, method)]
         means: dict[str, float] = {}
         for variant in variants:
             cell = sorted((r for r in of_pair if (r.preset or "default") == variant), key=lambda r: r.seed)

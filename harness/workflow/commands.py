@@ -48,7 +48,8 @@ def _cmd_gpu_run(args: argparse.Namespace) -> int:
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        raise ConfigError("gpu run needs a command after `--`, e.g. gpu run --devices 0,1 -- python -m harness train ...")
+        raise ConfigError("gpu run needs a command after `--`, e.g. gpu run --devices 0,1 -- python -m "
+                          "harness train ...")
     pool = [d for d in args.devices.split(",") if d]
     if not pool:
         raise ConfigError("gpu run --devices is empty; list device ids (0,1,...) or run the command directly")
@@ -57,9 +58,9 @@ def _cmd_gpu_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_gpu_status(args: argparse.Namespace) -> int:
-    from harness.workflow import grid, gpus
-
     import yaml
+
+    from harness.workflow import gpus, grid
 
     config = grid.load_workflow_config(args.config)
     spec = yaml.safe_load(args.gpus) if args.gpus is not None else config["gpus"]
@@ -83,7 +84,8 @@ def _register_gpu(subparsers: argparse._SubParsersAction, default_config: str) -
     sub = gpu.add_subparsers(dest="gpu_command", metavar="WHAT", required=True)
     run = sub.add_parser("run", help="run a command on free devices (CUDA_VISIBLE_DEVICES)",
                          description="Take --count free devices of --devices (lock files), run "
-                                     "the command with CUDA_VISIBLE_DEVICES set to them, exit with its status.")
+                                     "the command with CUDA_VISIBLE_DEVICES set to them, exit with its "
+                                     "status.")
     run.add_argument("--devices", required=True, help="the slots, comma-separated (0,1,2,3)")
     run.add_argument("--count", type=int, default=1, help="devices this command needs")
     run.add_argument("--lock-dir", default=None, help="default .snakemake/gpu-slots/<host>")

@@ -106,7 +106,8 @@ def resolve_devices(spec: Any, available: Sequence[str] | None = None) -> list[s
     if spec == "auto":
         return machine
     if isinstance(spec, bool):
-        raise ConfigError(f"config key 'gpus' is {spec!r}; use auto, cluster, a count or a list of device ids")
+        raise ConfigError(f"config key 'gpus' is {spec!r}; "
+                          "use auto, cluster, a count or a list of device ids")
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         return machine[: int(spec)]
     if isinstance(spec, (list, tuple)):
@@ -264,7 +265,8 @@ def run_on_devices(command: Sequence[str], pool: Sequence[str], count: int, lock
         child = subprocess.Popen(list(command), env=env, pass_fds=allocation.fds)
     except OSError as err:
         allocation.release()
-        raise ConfigError(f"gpu run: cannot start {command[0]!r} ({err.strerror}); check the command") from None
+        raise ConfigError(f"gpu run: cannot start {command[0]!r} ({err.strerror}); "
+                          "check the command") from None
     record(lock_dir, "acquire", devices=allocation.devices, pid=os.getpid(), child=child.pid,
            label=label)
     previous = {sig: signal.signal(sig, lambda s, _f: child.send_signal(s)) for sig in _FORWARDED}
