@@ -107,9 +107,9 @@ def test_task_loss_and_evaluation_resize_with_the_protocol_corner_alignment(alig
 
 
 def test_protocol_sets_align_corners_unless_the_run_overrides_it():
-    assert align_corners(load_config(None, [])) is True  # the cirkd protocol (CIRKD, Af-DCD)
+    assert align_corners(load_config(None, [])) is True  # the reference protocol (CIRKD, Af-DCD)
     assert align_corners(load_config(None, ["train.align_corners=false"])) is False
-    with pytest.raises(ConfigError, match="protocol 'mmseg' is unknown; valid: cirkd"):
+    with pytest.raises(ConfigError, match="protocol 'mmseg' is unknown; valid: reference"):
         load_config(None, ["protocol=mmseg"])
 
 
