@@ -23,7 +23,7 @@ from harness.methods.cirkd import (
     select_pixels_raster,
 )
 from harness.methods.common import resize_labels, soft_kl_sum
-from harness.models.base import SegOutput
+from harness.models.base import ModelInfo, SegOutput
 
 torch.set_num_threads(1)
 
@@ -231,14 +231,14 @@ def test_pixel_sampling_option_and_pooling_presets():
         (2000, 2, 2000)
     # unset, they follow the student's family as the reference's two training scripts do
     transformer = ModelInfo("s", "transformer", 3, (8, 16), (4, 8), 6, 4)
-    for student, expected in ((info("s", 6), (20000, 1)), (transformer, (2000, 2))):
-        built = CIRKD(student, info("t", 10), CIRKD.make_options(region_queue_size=7))
+    for student, expected in ((model_info("s", decoder_channels=6), (20000, 1)), (transformer, (2000, 2))):
+        built = CIRKD(student, model_info("t", decoder_channels=10), CIRKD.make_options(region_queue_size=7))
         assert (built.options.pixel_queue_size, built.options.p2p_pool) == expected
         assert built.pixel_queue.shape == (3, expected[0], 10)
     mlp = ModelInfo("s", "mlp", 3, (8, 16), (4, 8), 6, 4)
     with pytest.raises(ConfigError, match=r"no default for \['p2p_pool', 'pixel_queue_size'\]"):
-        CIRKD(mlp, info("t", 10), CIRKD.make_options())
-    assert CIRKD(mlp, info("t", 10), CIRKD.make_options("cnn")).options.p2p_pool == 1
+        CIRKD(mlp, model_info("t", decoder_channels=10), CIRKD.make_options())
+    assert CIRKD(mlp, model_info("t", decoder_channels=10), CIRKD.make_options("cnn")).options.p2p_pool == 1
     # CIRKD 2025 pools 4x4 from 256x256 up; below, or when off, the 2023 flag decides
     assert p2p_pool_size((256, 512), 1, auto=True) == 4
     assert p2p_pool_size((255, 512), 2, auto=True) == 2
@@ -313,8 +313,9 @@ def test_weights_scale_the_terms_and_the_voc_preset():
     assert scaled["loss_kd"].item() == pytest.approx(2 * base["loss_kd"].item(), rel=1e-6)
     voc = CIRKD.make_options("voc")
     assert (voc.lambda_pixel_memory, voc.lambda_region_memory) == (0.01, 0.01)
-    assert CIRKD(info("s", 6), info("t", 10), CIRKD.make_options()).options.pixel_queue_size \
-        == 20000
+    built = CIRKD(model_info("s", decoder_channels=6), model_info("t", decoder_channels=10),
+                  CIRKD.make_options())
+    assert built.options.pixel_queue_size == 20000
     assert CIRKD.make_options().region_queue_size == 2000
     without = build(lambda_pixel_memory=0.0, lambda_region_memory=0.0)
     assert sorted(without(out_s, out_t, labels)) == ["loss_kd", "loss_p2p_batch"]
