@@ -18,7 +18,7 @@ from harness.registry import UnknownNameError
 log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "SegDataset", "NORMALIZATION", "build_dataset", "check_dataset",
-           "prepare_dataset", "dataset_class"]
+           "prepare_dataset", "dataset_class", "dataset_fingerprint"]
 
 
 def dataset_class(name: str) -> type[PairedDataset]:
@@ -65,6 +65,14 @@ def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ..
     for split in splits or cls.default_splits:
         count = cls.check(Path(root), split, read_all=read_all, progress=progress)
         log.info("%s %s: %d image/label pairs under %s", name, split, count, root)
+
+
+def dataset_fingerprint(name: str, root: str | Path,
+                        splits: list[str] | tuple[str, ...]) -> dict[str, object]:
+    """What identifies the data of ``splits`` of ``name`` under ``root`` (toycity: generator
+    version and parameters; real data: the hash of each split's file list); a missing root or
+    split is a DataError. Nothing is generated."""
+    return {"name": name, **dataset_class(name).fingerprint(Path(root), tuple(splits))}
 
 
 def prepare_dataset(name: str, root: str | Path, *, read_all: bool = False, progress: bool = False,

@@ -10,6 +10,7 @@ expected layout.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -210,6 +211,18 @@ class PairedDataset(SegDataset):
                     f"image {image_path} has no label (expected {label_path}); expected layout: {cls.layout}"
                 )
         return sorted(pairs)
+
+    @classmethod
+    def fingerprint(cls, root: Path, splits: Sequence[str]) -> dict[str, str]:
+        """What identifies the data of ``splits``: per split, the sha256 of its sorted image and
+        label paths relative to ``root`` (one ``image<TAB>label`` line each); see
+        docs/protocol.md §Recorded runs."""
+        out = {}
+        for split in splits:
+            lines = "".join(f"{image.relative_to(root)}\t{label.relative_to(root)}\n"
+                            for image, label in cls.find_pairs(root, split))
+            out[split] = hashlib.sha256(lines.encode("utf-8")).hexdigest()
+        return out
 
     @classmethod
     def check(cls, root: str | Path, split: str, *, read_all: bool = False,

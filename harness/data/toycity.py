@@ -42,7 +42,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -504,6 +504,16 @@ class ToyCity(PairedDataset):
         """Generate the default dataset at ``root`` on first use (a no-op when already there)."""
         if read_manifest(root) is None:
             generate(root)
+
+    @classmethod
+    def fingerprint(cls, root: Path, splits: Sequence[str]) -> dict[str, object]:
+        """The generator's version and parameters (seed, sizes) from the manifest: they decide
+        every image; see docs/protocol.md §Recorded runs."""
+        manifest = read_manifest(root)
+        if manifest is None:
+            raise DataError(f"{root} holds no toycity {MANIFEST}; run `python -m harness data "
+                            "prepare toycity --root ...` or point data.root at the generated folder")
+        return {"generator_version": manifest.get("version"), "params": manifest.get("params")}
 
     @classmethod
     def generate(cls, root: Path, **options: int) -> dict:

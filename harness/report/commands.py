@@ -1,5 +1,5 @@
 """CLI: ``python -m harness report table|ablation|sensitivity|readings|claims|cka|qualitative``,
-and ``python -m harness compare TABLE``.
+``python -m harness compare TABLE`` and ``python -m harness record --runs DIR --out DIR``.
 
 The workflow's report rules call these; each also runs by hand on any set of run folders.
 """
@@ -214,6 +214,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from harness.io import check_writable_dir
+    from harness.report import recorded_runs as R
+
+    out = Path(args.out)
+    new = R.collect(args.runs)
+    dataset = new.rows[0]["dataset"]
+    if out.name != dataset:
+        raise ConfigError(f"--out {out} must be the store of the runs' dataset, a folder named "
+                          f"{dataset} (results/recorded/runs/{dataset}/)")
+    check_writable_dir(out)
+    store = R.merged(R.load_store(out), new)
+    R.write_store(store, out)
+    log.info("recorded %d runs into %s (%d rows, %d fingerprints)", len(new.rows), out,
+             len(store.rows), len(store.fingerprints))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="tables and figures from finished runs")
     sub = report.add_subparsers(dest="report_command", metavar="WHAT", required=True)
@@ -224,6 +242,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser("compare", help="our table beside the published figures")
     compare.add_argument("table", help="results/table_<dataset>.csv")
     compare.set_defaults(func=_cmd_compare)
+
+    record = subparsers.add_parser("record", help="finished runs into the recorded-runs store")
+    record.add_argument("--runs", required=True, help="the runs of one dataset (runs/<dataset>)")
+    record.add_argument("--out", required=True, help="its store, results/recorded/runs/<dataset>/")
+    record.set_defaults(func=_cmd_record)
 
 
 def _register_tables(sub: argparse._SubParsersAction) -> None:

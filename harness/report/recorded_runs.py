@@ -1,0 +1,249 @@
+"""The recorded-runs store ``results/recorded/runs/<dataset>/``: finished runs as plain text.
+
+Two files per dataset (docs/protocol.md §Recorded runs):
+
+- ``runs.csv``: one row per finished run (:data:`COLUMNS`); ``options`` and ``per_class_iou`` are
+  JSON with sorted keys, numbers as Python writes them, so a row reads back exactly.
+- ``fingerprints.json``: ``{id: fingerprint}``; a row's ``fingerprint`` names what makes it
+  comparable to another run (schedule, protocol, teacher file, data), see :func:`fingerprint`.
+
+Both are validated on load (:func:`load_store`) with the reader of the published figures (:func:`harness.report.published.read_rows`).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError
+from harness.report.published import read_rows
+
+COLUMNS = ("dataset", "teacher", "student", "method", "variant", "options", "seed", "miou",
+           "best_miou", "per_class_iou", "iterations", "protocol", "fingerprint", "commit",
+           "versions")
+RUNS_FILE = "runs.csv"
+FINGERPRINTS_FILE = "fingerprints.json"
+#: train settings that decide how a run executes, not what it learns (left out of the fingerprint)
+MECHANICS = ("threads", "log_every", "checkpoint_every", "eval_every", "amp", "channels_last",
+             "sync_bn")
+#: data settings that say where the files are or how they are read (the dataset part covers them)
+DATA_LOCATION = ("root", "workers", "name")
+KEY = ("teacher", "student", "variant", "seed", "fingerprint")
+
+
+def fingerprint(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs comparable, from a run's ``metrics.json``: the schedule and protocol
+    (crop, iterations, batch, optimiser, lr, aux weight, ..., with the resolved lr and
+    align_corners), the eval settings, the teacher file's sha256 and mIoU, and the data's
+    fingerprint (read under the run's ``data.root``, which must still exist)."""
+    from harness.data import dataset_fingerprint
+
+    config = metrics["config"]
+    data = config["data"]
+    teacher = metrics.get("teacher_checkpoint") or None
+    return {
+        "protocol": metrics["protocol"],
+        "align_corners": metrics["align_corners"],
+        "lr": metrics["lr"],
+        "schedule": {k: v for k, v in config["train"].items() if k not in MECHANICS},
+        "data": {k: v for k, v in data.items() if k not in DATA_LOCATION},
+        "teacher": None if teacher is None else {
+            "name": metrics["teacher"], "sha256": teacher["sha256"], "miou": teacher["miou"]},
+        "dataset": dataset_fingerprint(data["name"], data["root"],
+                                       [data["train_split"], data["val_split"]]),
+    }
+
+
+def fingerprint_id(print_: dict[str, Any]) -> str:
+    """The first 16 hex digits of the sha256 of the fingerprint's canonical JSON."""
+    text = json.dumps(print_, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def run_variant(folder: Path) -> str:
+    """The run's variant from the workflow's layout (harness/workflow/grid.py): ``teacher`` under
+    ``teachers/``, ``baseline`` under ``students/``, else the folder above ``seed<N>``."""
+    kind = folder.parent.parent.name
+    return {"teachers": "teacher", "students": "baseline"}.get(kind, folder.parent.name)
+
+
+def record_row(folder: Path, metrics: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """One store row (text fields) and its fingerprint from a finished run's folder and metrics."""
+    print_ = fingerprint(metrics)
+    method = metrics["config"].get("method") or {}
+    versions = metrics.get("versions") or {}
+    row = {
+        "dataset": metrics["dataset"], "teacher": metrics["teacher"] or "",
+        "student": metrics["student"], "method": metrics["method"], "variant": run_variant(folder),
+        "options": _json({"preset": method.get("preset"), "options": method.get("options") or {}}),
+        "seed": str(int(metrics["seed"])), "miou": repr(float(metrics["miou"])),
+        "best_miou": repr(float(metrics["best_miou"])),
+        "per_class_iou": _json(metrics["per_class_iou"]),
+        "iterations": str(int(metrics["iterations"])), "protocol": metrics["protocol"],
+        "fingerprint": fingerprint_id(print_), "commit": metrics.get("git_commit") or "unknown",
+        "versions": ";".join(f"{k}={versions[k]}" for k in sorted(versions)),
+    }
+    return row, print_
+
+
+@dataclass(frozen=True)
+class Store:
+    """A dataset's recorded runs: rows (text fields, file order) and fingerprints by id."""
+
+    rows: list[dict[str, str]]
+    fingerprints: dict[str, dict[str, Any]]
+
+
+def store_text(store: Store) -> tuple[str, str]:
+    """(runs.csv, fingerprints.json) text; rows sorted by their key so a new record diffs small."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(store.rows, key=lambda r: (r["teacher"], r["student"], r["variant"],
+                                                       int(r["seed"]), r["fingerprint"])))
+    return buffer.getvalue(), json.dumps(store.fingerprints, indent=2, sort_keys=True) + "\n"
+
+
+def load_store(folder: str | Path) -> Store:
+    """The store of ``folder`` (``results/recorded/runs/<dataset>``), validated; see
+    :func:`_check_row` for the row checks. A folder without files is an empty store."""
+    folder = Path(folder)
+    runs, prints = folder / RUNS_FILE, folder / FINGERPRINTS_FILE
+    if not runs.exists() and not prints.exists():
+        return Store([], {})
+    fingerprints = _load_fingerprints(prints)
+    rows, seen = [], {}
+    for line, fields in read_rows(runs, COLUMNS, "recorded runs"):
+        row = dict(zip(COLUMNS, fields))
+        _check_row(runs, line, row, folder.name, fingerprints)
+        key = tuple(row[k] for k in KEY)
+        if key in seen:
+            raise DataError(f"{runs} line {line}: the same run as line {seen[key]} "
+                            f"({', '.join(KEY)} = {', '.join(key)}); keep one")
+        seen[key] = line
+        rows.append(row)
+    return Store(rows, fingerprints)
+
+
+def _load_fingerprints(path: Path) -> dict[str, dict[str, Any]]:
+    """``{id: fingerprint}`` whose every id is the hash of its fingerprint (no hand edits)."""
+    if not path.is_file():
+        raise DataError(f"recorded runs file {path} does not exist; record the runs again "
+                        "(python -m harness record) or restore it from the repository")
+    try:
+        prints = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not UTF-8 JSON ({err}); restore it from the repository") from None
+    if not isinstance(prints, dict) or not all(isinstance(v, dict) for v in prints.values()):
+        raise DataError(f"{path} is not an object of fingerprints by id; restore it from the repository")
+    for key, value in prints.items():
+        if fingerprint_id(value) != key:
+            raise DataError(f"{path}: fingerprint {key} does not hash to its id "
+                            f"({fingerprint_id(value)}); it was edited by hand, record the runs again")
+    return prints
+
+
+def _check_row(path: Path, line: int, row: dict[str, str], dataset: str,
+               fingerprints: dict[str, dict[str, Any]]) -> None:
+    """Names, numbers, JSON fields and the fingerprint id of one row; a DataError names the line."""
+    where = f"{path} line {line}"
+    if row["dataset"] != dataset:
+        raise DataError(f"{where}: dataset {row['dataset']!r} in the store of {dataset!r}; "
+                        f"move the row to results/recorded/runs/{row['dataset']}/")
+    for key in ("student", "method", "variant", "protocol", "commit"):
+        if not row[key].strip():
+            raise DataError(f"{where}: empty {key}; every recorded run needs one")
+    for key in ("seed", "iterations"):
+        if not row[key].isdigit():
+            raise DataError(f"{where}: {key} {row[key]!r} is not a whole number")
+    for key in ("miou", "best_miou"):
+        _percentage(where, key, row[key])
+    options, per_class = _parse_json(where, "options", row), _parse_json(where, "per_class_iou", row)
+    if not isinstance(options, dict) or set(options) != {"preset", "options"}:
+        raise DataError(f"{where}: options must be a JSON object with keys preset and options")
+    if not isinstance(per_class, dict):
+        raise DataError(f"{where}: per_class_iou must be a JSON object of class -> IoU")
+    for name, value in per_class.items():
+        if value is not None:
+            _percentage(where, f"per_class_iou {name}", value)
+    if row["fingerprint"] not in fingerprints:
+        raise DataError(f"{where}: fingerprint {row['fingerprint']} is not in {FINGERPRINTS_FILE}; "
+                        "record the runs again")
+
+
+def _percentage(where: str, key: str, value: Any) -> None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {key} {value!r} is not a number") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not 0 <= number <= 100:
+        raise DataError(f"{where}: {key} {value!r} is outside [0, 100] (a percentage)")
+
+
+def _parse_json(where: str, key: str, row: dict[str, str]) -> Any:
+    try:
+        return json.loads(row[key])
+    except json.JSONDecodeError:
+        raise DataError(f"{where}: {key} is not valid JSON ({row[key][:40]!r})") from None
+
+
+def collect(runs_dir: str | Path) -> Store:
+    """Every finished run under ``runs_dir`` (a folder with ``metrics.json``) as a store; a
+    malformed run, a run of another dataset or the same run twice is a DataError naming it."""
+    from harness.report.runs import load_run
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise DataError(f"runs folder {runs_dir} does not exist; pass the runs/<dataset> folder "
+                        "the workflow trained into")
+    rows, prints = [], {}
+    for metrics_file in sorted(runs_dir.rglob("metrics.json")):
+        load_run(metrics_file)  # the checks every report applies to a run
+        row, print_ = record_row(metrics_file.parent, json.loads(metrics_file.read_text()))
+        rows.append(row)
+        prints[row["fingerprint"]] = print_
+    if not rows:
+        raise DataError(f"no finished run (metrics.json) under {runs_dir}; train the grid first")
+    datasets = sorted({r["dataset"] for r in rows})
+    if len(datasets) > 1:
+        raise DataError(f"{runs_dir} holds runs of {datasets}; record one dataset at a time "
+                        "(pass runs/<dataset>)")
+    return merged(Store([], {}), Store(rows, prints), what=str(runs_dir))
+
+
+def merged(old: Store, new: Store, what: str = "the new runs") -> Store:
+    """``old`` with the rows of ``new`` added; a new row replaces an old one with the same key
+    (a rerun of the same run); the same key twice in ``new`` is a DataError. Fingerprints no row
+    uses are dropped."""
+    rows = {tuple(r[k] for k in KEY): r for r in old.rows}
+    seen: set[tuple[str, ...]] = set()
+    for row in new.rows:
+        key = tuple(row[k] for k in KEY)
+        if key in seen:
+            raise DataError(f"{what} holds the same run twice ({', '.join(KEY)} = "
+                            f"{', '.join(key)}); keep one run folder of it")
+        seen.add(key)
+        rows[key] = row
+    prints = {**old.fingerprints, **new.fingerprints}
+    used = {r["fingerprint"] for r in rows.values()}
+    return Store(list(rows.values()), {k: v for k, v in prints.items() if k in used})
+
+
+def write_store(store: Store, folder: str | Path) -> None:
+    """Write ``runs.csv`` and ``fingerprints.json`` atomically, fingerprints first (a row never
+    names a fingerprint the file lacks)."""
+    from harness.io import atomic_write_text
+
+    folder = Path(folder)
+    runs_text, prints_text = store_text(store)
+    atomic_write_text(folder / FINGERPRINTS_FILE, prints_text)
+    atomic_write_text(folder / RUNS_FILE, runs_text)
