@@ -35,7 +35,8 @@ def write_run(folder: Path, root: Path, *, method: str, seed: int, miou: float,
         "teacher_checkpoint": None if teacher is None else
         {"path": "/x/model", "sha256": "ab" * 32, "dataset": "toycity", "miou": 52.3},
         "versions": {"torch": "2.14.1", "python": "3.11.7"}, "git_commit": "1efea38",
-        "config": {"data": {"name": "toycity", "root": str(root), "crop": list(crop), "batch_size": 8,
+        "config": {"protocol": "cirkd",
+                   "data": {"name": "toycity", "root": str(root), "crop": list(crop), "batch_size": 8,
                             "train_split": "train", "val_split": "val", "workers": 0},
                    "method": {"name": method, "preset": None, "options": {"t": 4.0} if teacher else {}},
                    "train": {**TRAIN, "threads": threads}},
@@ -157,3 +158,35 @@ def test_load_store_refuses_edited_fingerprints_and_missing_ids(grid: Path, tmp_
     with pytest.raises(DataError, match="is not in fingerprints.json"):
         R.load_store(out)
     assert R.load_store(tmp_path / "empty" / "cityscapes") == R.Store([], {})
+
+
+def test_differences_name_each_differing_field() -> None:
+    a = {"data": {"crop": [64, 128], "batch_size": 8}, "teacher": {"sha256": "ab", "miou": 52.3}}
+    b = {"data": {"crop": [96, 192], "batch_size": 8}, "teacher": None}
+    assert R.differences(a, a) == []
+    assert R.differences(a, b) == [("data.crop", [64, 128], [96, 192]),
+                                   ("teacher", {"sha256": "ab", "miou": 52.3}, None)]
+    assert R.differences({"x": 1}, {"x": 1, "y": 2}) == [("y", None, 2)]
+
+
+def test_reusable_matches_the_fingerprint_and_refuses_a_mismatch_in_strict(grid: Path) -> None:
+    from harness.errors import ConfigError
+
+    store = R.collect(grid)
+    kd = {"teacher": "segformer_small", "student": "deeplabv3_tiny", "variant": "kd", "seed": 1}
+    wanted = dict(next(p for p in store.fingerprints.values() if p["teacher"] is not None))
+    row, reason = R.reusable(store, kd, wanted, "true")
+    assert (row["variant"], row["seed"], row["miou"], reason) == ("kd", "1", "41.1", None)
+    assert R.reusable(store, kd, wanted, "false") == (None, None)
+    assert R.reusable(store, {**kd, "seed": 2}, wanted, "strict") == (None, None)  # not recorded
+    other = {**wanted, "data": {**wanted["data"], "crop": [96, 192]}}
+    row, reason = R.reusable(store, kd, other, "true")
+    assert row is None and "differs in data.crop (recorded [64, 128], this run [96, 192])" in reason
+    with pytest.raises(ConfigError, match="differs in data.crop .*reuse_recorded=strict") as err:
+        R.reusable(store, kd, other, "strict")
+    assert "\n" not in str(err.value)
+    teacher = {**wanted, "teacher": {**wanted["teacher"], "sha256": "cd" * 32}}
+    with pytest.raises(ConfigError, match="differs in teacher.sha256"):
+        R.reusable(store, kd, teacher, "strict")
+    with pytest.raises(ConfigError, match="reuse_recorded 'maybe' is not one of"):
+        R.reusable(store, kd, wanted, "maybe")

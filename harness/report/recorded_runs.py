@@ -37,23 +37,29 @@ KEY = ("teacher", "student", "variant", "seed", "fingerprint")
 
 
 def fingerprint(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs comparable, from a run's ``metrics.json``: the schedule and protocol
-    (crop, iterations, batch, optimiser, lr, aux weight, ..., with the resolved lr and
-    align_corners), the eval settings, the teacher file's sha256 and mIoU, and the data's
-    fingerprint (read under the run's ``data.root``, which must still exist)."""
+    """What makes two runs comparable, from a finished run's ``metrics.json``."""
+    teacher = metrics.get("teacher_checkpoint") or None
+    return fingerprint_of(metrics["config"], metrics["align_corners"], None if teacher is None else
+                          {"name": metrics["teacher"], "sha256": teacher["sha256"],
+                           "miou": teacher["miou"]})
+
+
+def fingerprint_of(config: dict[str, Any], align_corners: bool,
+                   teacher: dict[str, Any] | None) -> dict[str, Any]:
+    """The fingerprint of a run of the resolved run ``config`` (``metrics.json``'s ``config``):
+    the protocol and resolved ``align_corners``, the schedule (crop, iterations, batch,
+    optimiser, lr and its reference batch, aux weight, ...), the eval settings, the teacher
+    (name, sha256 of its weights, mIoU) and the data's fingerprint (read under ``data.root``,
+    which must exist); see docs/protocol.md §Recorded runs."""
     from harness.data import dataset_fingerprint
 
-    config = metrics["config"]
     data = config["data"]
-    teacher = metrics.get("teacher_checkpoint") or None
     return {
-        "protocol": metrics["protocol"],
-        "align_corners": metrics["align_corners"],
-        "lr": metrics["lr"],
+        "protocol": config["protocol"],
+        "align_corners": align_corners,
         "schedule": {k: v for k, v in config["train"].items() if k not in MECHANICS},
         "data": {k: v for k, v in data.items() if k not in DATA_LOCATION},
-        "teacher": None if teacher is None else {
-            "name": metrics["teacher"], "sha256": teacher["sha256"], "miou": teacher["miou"]},
+        "teacher": teacher,
         "dataset": dataset_fingerprint(data["name"], data["root"],
                                        [data["train_split"], data["val_split"]]),
     }
@@ -247,3 +253,49 @@ def write_store(store: Store, folder: str | Path) -> None:
     runs_text, prints_text = store_text(store)
     atomic_write_text(folder / FINGERPRINTS_FILE, prints_text)
     atomic_write_text(folder / RUNS_FILE, runs_text)
+
+
+REUSE_MODES = ("false", "true", "strict")
+
+
+def differences(recorded: Any, wanted: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted field, recorded value, wanted value) for every field the two fingerprints disagree
+    on, in sorted field order; a field only one side has differs from ``None``."""
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        out = []
+        for key in sorted(set(recorded) | set(wanted)):
+            out += differences(recorded.get(key), wanted.get(key), f"{prefix}{key}.")
+        return out
+    return [] if recorded == wanted else [(prefix.rstrip("."), recorded, wanted)]
+
+
+def reusable(store: Store, run: dict[str, Any], wanted: dict[str, Any],
+             mode: str) -> tuple[dict[str, str] | None, str | None]:
+    """The recorded row a planned run can take instead of training, and why not when none.
+
+    ``run`` names it (teacher "" for none, student, variant, seed); ``wanted`` is the fingerprint
+    it would train with. Returns (row, None) on a fingerprint match; (None, reason) when rows of
+    that run exist under other fingerprints (the run retrains, the reason names the first
+    differing field); (None, None) when nothing is recorded. With ``mode`` "strict" a mismatch is
+    a ConfigError of one line instead; with "false" nothing is reused."""
+    from harness.errors import ConfigError
+
+    if mode not in REUSE_MODES:
+        raise ConfigError(f"reuse_recorded {mode!r} is not one of {', '.join(REUSE_MODES)}")
+    if mode == "false":
+        return None, None
+    same = [r for r in store.rows if (r["teacher"], r["student"], r["variant"], int(r["seed"]))
+            == (run["teacher"], run["student"], run["variant"], int(run["seed"]))]
+    wanted_id = fingerprint_id(wanted)
+    for row in same:
+        if row["fingerprint"] == wanted_id:
+            return row, None
+    if not same:
+        return None, None
+    field, was, now = differences(store.fingerprints[same[0]["fingerprint"]], wanted)[0]
+    name = f"{run['variant']} seed {run['seed']} of {run['teacher'] or '-'} -> {run['student']}"
+    reason = f"the recorded run {name} differs in {field} (recorded {was!r}, this run {now!r})"
+    if mode == "strict":
+        raise ConfigError(f"{reason}; with reuse_recorded=strict it is not retrained: restore "
+                          f"{field} or set reuse_recorded=true to retrain it")
+    return None, reason
