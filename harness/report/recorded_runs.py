@@ -7,7 +7,8 @@ Two files per dataset (docs/protocol.md §Recorded runs):
 - ``fingerprints.json``: ``{id: fingerprint}``; a row's ``fingerprint`` names what makes it
   comparable to another run (schedule, protocol, teacher file, data), see :func:`fingerprint`.
 
-Both are validated on load (:func:`load_store`) with the reader of the published figures (:func:`harness.report.published.read_rows`).
+Both are validated on load (:func:`load_store`) with the reader of the published figures
+(:func:`harness.report.published.read_rows`).
 """
 from __future__ import annotations
 

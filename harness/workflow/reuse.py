@@ -23,13 +23,12 @@ def planned_runs(config: dict[str, Any], plan: DatasetPlan) -> list[tuple[str, d
         for student in plan.students:
             out.append((plan.student_dir(student, seed),
                         {"teacher": "", "student": student, "variant": "baseline", "seed": seed},
-                        plan.train_settings(config, student, seed)))
+                        plan.train_settings(student, seed)))
         for pair, variant in plan.distill_runs():
             out.append((plan.distill_dir(pair, variant.name, seed),
                         {"teacher": pair.teacher, "student": pair.student, "variant": variant.name,
                          "seed": seed},
-                        plan.train_settings(config, pair.student, seed, teacher=pair.teacher,
-                                            variant=variant)))
+                        plan.train_settings(pair.student, seed, teacher=pair.teacher, variant=variant)))
     return out
 
 
@@ -37,7 +36,7 @@ def teacher_record(plan: DatasetPlan, teacher: str) -> dict[str, Any] | None:
     """The teacher part of a fingerprint (name, sha256 of its weights, mIoU) from its saved model
     folder, as training records it; None while the teacher is not trained yet."""
     from harness.engine.provenance import sha256_of
-    from harness.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_model_config
+    from harness.models.saved import CONFIG_FILE, WEIGHTS_FILE, read_model_config
 
     folder = Path(plan.teacher_model(teacher))
     if not (folder / WEIGHTS_FILE).is_file():
