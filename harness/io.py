@@ -6,6 +6,7 @@ file system are as readable as any other file the user writes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -89,6 +90,15 @@ def check_writable_dir(path: str | os.PathLike) -> None:
                         f"folder); choose another --out")
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and check it can be written, else raise a UserError."""
     from harness.errors import UserError
@@ -106,4 +116,4 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_write_with",
-           "check_writable_dir", "ensure_writable_dir", "IO"]
+           "check_writable_dir", "ensure_writable_dir", "sha256_of", "IO"]

