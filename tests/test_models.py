@@ -26,6 +26,7 @@ H, W = 64, 128
 PAPER = ["deeplabv3_r101", "deeplabv3_r18", "deeplabv3_mbv2", "pspnet_r18",
          "segformer_b0", "segformer_b1", "segformer_b4"]
 DEMO = ["deeplabv3_tiny", "deeplabv3_small", "segformer_tiny", "segformer_small"]
+WIDE = ["deeplabv3_r101_w512", "deeplabv3_r18_w512"]  # CIRKD's 2025 DeepLabV3 head width
 
 # Published parameter counts (K=19), millions. CNNs: CIRKD paper (Yang et al., CVPR 2022), Table of
 # Cityscapes results: DeepLabV3-R101 61.1M, DeepLabV3-R18 13.6M, DeepLabV3-MBv2 3.2M,
@@ -50,7 +51,7 @@ def outputs(built) -> dict:
 
 
 def test_registry_holds_paper_and_demo_models():
-    assert set(PAPER + DEMO) <= set(MODELS.names())
+    assert set(PAPER + DEMO + WIDE) <= set(MODELS.names())
 
 
 def test_unknown_name_lists_valid_names():
@@ -58,7 +59,7 @@ def test_unknown_name_lists_valid_names():
         build_model("deeplabv3_r999", K)
 
 
-@pytest.mark.parametrize("name", PAPER + DEMO)
+@pytest.mark.parametrize("name", PAPER + DEMO + WIDE)
 def test_shapes_and_strides_match_info(name, built, outputs):
     model, out = built[name], outputs[name]
     info = model.info
@@ -94,6 +95,24 @@ def test_decoder_channels_as_reference(built):
     assert {n: built[n].info.decoder_channels for n in expect} == expect
     assert built["deeplabv3_r101"].info.stage_channels == (256, 512, 1024, 2048)
     assert built["segformer_b0"].info.stage_channels == (32, 64, 160, 256)
+
+
+def deeplab_head_params(c_in: int, width: int, k: int = K) -> int:
+    """ASPP (1x1, three 3x3, pooled 1x1, 5w -> w projection) + 3x3 block + classifier; conv
+    weights without bias, 2 BN parameters per channel (harness/models/heads.py)."""
+    aspp = 2 * (c_in * width + 2 * width) + 3 * (9 * c_in * width + 2 * width) + 5 * width * width + 2 * width
+    return aspp + 9 * width * width + 2 * width + width * k + k
+
+
+@pytest.mark.parametrize("wide, base, c_in, width", [
+    ("deeplabv3_r101_w512", "deeplabv3_r101", 2048, 256), ("deeplabv3_r18_w512", "deeplabv3_r18", 512, 128)])
+def test_wide_variants_differ_by_the_head_width_only(built, wide, base, c_in, width):
+    assert built[wide].info.decoder_channels == 512
+    delta = count_parameters(built[wide]) - count_parameters(built[base])
+    assert delta == deeplab_head_params(c_in, 512) - deeplab_head_params(c_in, width)
+    wide_state = built[wide].state_dict()
+    different = [k for k, v in built[base].state_dict().items() if wide_state[k].shape != v.shape]
+    assert len(different) == 36 and all(k.startswith("head.") for k in different)
 
 
 def test_resnet_dilation_pattern_matches_reference(built):

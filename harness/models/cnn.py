@@ -7,8 +7,11 @@ conv in a stage, while the reference (CIRKD's dilated ResNetV1s, torchvision's
 layer3 = 1,2,2,...  and layer4 = 2,4,4. timm's ResNet does exactly that (``first_dilation``).
 
 ResNets use the CIRKD "v1s" deep stem (three 3x3 convs, 64-64-128), so a CIRKD ImageNet file maps
-1:1 after renaming. Head widths follow the CIRKD code: ASPP 256 for ResNet-101, 128 for ResNet-18
-and MobileNetV2; PSP projection 128 for ResNet-18. ResNet models carry the FCN aux head on stage 3
+1:1 after renaming. Head widths follow the CIRKD code of its papers (2022-2023): ASPP 256 for
+ResNet-101, 128 for ResNet-18 and MobileNetV2; PSP projection 128 for ResNet-18. CIRKD's 2025 code
+widened the DeepLabV3 ASPP/head to 512 for both ResNets: ``deeplabv3_r101_w512`` and
+``deeplabv3_r18_w512`` hold checkpoints trained with it (harness/models/reference_keys.py maps
+the reference key names). ResNet models carry the FCN aux head on stage 3
 (CIRKD ``aux=True``); MobileNetV2 has none (CIRKD's ``deeplabv3_mobile`` has no aux head).
 
 Parameter counts (K=19, asserted in tests/test_models.py) against the references (CIRKD paper /
@@ -101,6 +104,18 @@ def deeplabv3_r101(num_classes: int) -> DilatedCNN:
 def deeplabv3_r18(num_classes: int) -> DilatedCNN:
     """DeepLabV3-ResNet18 (student), ASPP 128 as CIRKD, aux head."""
     return _deeplab("deeplabv3_r18", num_classes, resnet_encoder((2, 2, 2, 2), bottleneck=False), 128)
+
+
+@MODELS.register("deeplabv3_r101_w512")
+def deeplabv3_r101_w512(num_classes: int) -> DilatedCNN:
+    """DeepLabV3-ResNet101 with the 512-channel ASPP/head of CIRKD's 2025 code (``models/deeplabv3.py``)."""
+    return _deeplab("deeplabv3_r101_w512", num_classes, resnet_encoder((3, 4, 23, 3), bottleneck=True), 512)
+
+
+@MODELS.register("deeplabv3_r18_w512")
+def deeplabv3_r18_w512(num_classes: int) -> DilatedCNN:
+    """DeepLabV3-ResNet18 with the 512-channel ASPP/head of CIRKD's 2025 code."""
+    return _deeplab("deeplabv3_r18_w512", num_classes, resnet_encoder((2, 2, 2, 2), bottleneck=False), 512)
 
 
 @MODELS.register("deeplabv3_mbv2")
