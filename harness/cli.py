@@ -17,6 +17,7 @@ from harness.errors import UserError
 COMMAND_MODULES = (
     "harness.data.commands",  # data prepare / data check
     "harness.engine.commands",  # train / eval
+    "harness.models.commands",  # models import
     "harness.bench.commands",  # bench
     "harness.report.commands",  # report ... / compare
     "harness.workflow.commands",  # grid check / gpu run / gpu status

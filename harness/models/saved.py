@@ -13,6 +13,7 @@ import pickle
 import shutil
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,17 +24,16 @@ from torch import nn
 from harness.errors import CheckpointError
 from harness.io import atomic_write_json
 from harness.models.base import SegModel
+from harness.models.reference_keys import ENCODER_FILES, TIMM_ENCODER_FILE, Layout, rename
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
-# Keys of an ImageNet classifier that an encoder-only model legitimately lacks (timm ResNet fc,
-# MobileNetV2 conv_head/bn2/classifier, MiT head).
-_CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "conv_head.", "bn2.")
 # Wrappers that training scripts put around encoder keys.
 _KEY_PREFIXES = ("module.", "encoder.", "backbone.")
+_COUNTER = "num_batches_tracked"
 
 
 def _short_list(keys: list[str], limit: int = 5) -> str:
@@ -45,11 +45,15 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:200]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors or torch (.pth/.pt) state dict; unwraps {"state_dict": ...}/{"model": ...}."""
+def read_state_dict(path: str | Path, what: str = "pretrained file") -> dict[str, torch.Tensor]:
+    """Read a safetensors or torch (.pth/.pt) state dict; unwraps {"state_dict": ...}/{"model": ...}.
+
+    torch files are read with ``weights_only=True``: tensors and plain containers only, never
+    arbitrary pickled objects. ``what`` names the file in messages.
+    """
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"pretrained file {file} does not exist; pass the path of a local "
+        raise CheckpointError(f"{what} {file} does not exist; pass the path of a local "
                               f".safetensors or .pth file")
     try:
         if file.suffix == ".safetensors":
@@ -59,70 +63,111 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore", UserWarning)
                 state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"pretrained file {file} holds objects other than tensors and plain "
-                              f"values, so it was not loaded; save the weights with "
-                              f"torch.save(model.state_dict(), ...) or as safetensors") from None
+        raise CheckpointError(f"{what} {file} holds objects other than tensors and plain values, so "
+                              f"it was not loaded; save the weights with torch.save(model.state_dict(), "
+                              f"...) or as safetensors (from a file you trust: torch.save(torch.load("
+                              f"path, weights_only=False)['state_dict'], 'clean.pth'))") from None
     except Exception as err:  # noqa: BLE001 - truncated zip, EOF, bad header: same advice
-        raise CheckpointError(f"pretrained file {file} cannot be read ({err.__class__.__name__}: "
-                              f"{_first_line(err)}); pass a safetensors or torch state-dict file") from None
+        raise CheckpointError(f"{what} {file} cannot be read ({err.__class__.__name__}: "
+                              f"{_first_line(err)}); the file is truncated or not a safetensors / "
+                              f"torch state-dict file") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"pretrained file {file} does not hold a state dict of tensors; "
+        raise CheckpointError(f"{what} {file} does not hold a state dict of tensors; "
                               f"save it with torch.save(model.state_dict(), ...)")
     return state
 
 
-# CIRKD's ResNetV1s ImageNet files (resnet18/101-imagenet.pth) name the deep stem conv1/bn1,
-# conv2/bn2, conv3/bn3; timm's deep stem is one Sequential conv1.{0,1,3,4,6} followed by bn1.
-_CIRKD_STEM = {"conv1.": "conv1.0.", "bn1.": "conv1.1.", "conv2.": "conv1.3.", "bn2.": "conv1.4.",
-               "conv3.": "conv1.6.", "bn3.": "bn1."}
+@dataclass
+class Mismatch:
+    """What keeps a file's state dict from filling a module (names as in the file)."""
+
+    missing: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    wrong_shape: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # name, file, model
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unused or self.wrong_shape)
+
+    def describe(self) -> str:
+        problems = []
+        if self.missing:
+            problems.append(f"missing {len(self.missing)} keys: {_short_list(self.missing)}")
+        if self.unused:
+            problems.append(f"unexpected {len(self.unused)} keys: {_short_list(self.unused)}")
+        if self.wrong_shape:
+            shapes = [f"{k} {a} vs {b}" for k, a, b in self.wrong_shape]
+            problems.append(f"{len(shapes)} wrong shapes: {_short_list(shapes, 3)}")
+        return "; ".join(problems)
 
 
-def _rename_cirkd_stem(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map CIRKD's ResNetV1s stem keys onto timm's deep-stem keys; other keys pass unchanged."""
-    if "conv3.weight" not in state or "conv1.0.weight" in state:
-        return state
-    renamed = {}
-    for key, value in state.items():
-        prefix = next((p for p in _CIRKD_STEM if key.startswith(p)), None)
-        renamed[_CIRKD_STEM[prefix] + key[len(prefix):] if prefix else key] = value
-    return renamed
+def match_state(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                layout: Layout) -> tuple[dict[str, torch.Tensor], Mismatch]:
+    """Fill every key of ``expected`` (a module's state dict) from ``state`` (a file's, in the
+    names of ``layout.table``); returns (state dict for ``expected``, what did not fit).
+
+    Strict: every expected tensor must be in the file with its shape, and every file tensor must
+    be used, folded (``layout.folds``) or under ``layout.ignored``. One exception: a BatchNorm's
+    ``num_batches_tracked`` counter, which older savers and CIRKD's own loader do without and eval
+    never reads, keeps the module's value when the file lacks it.
+    """
+    names = {key: rename(key, layout.table) for key in expected}
+    uncovered = [key for key, name in names.items() if name is None]
+    if uncovered:
+        raise ValueError(f"the key table does not cover {_short_list(uncovered)}")
+    state, folded = dict(state), set()
+    for bias, mean in layout.folds:
+        if bias in state and mean in state and state[bias].shape == state[mean].shape:
+            state[mean], folded = state[mean] - state[bias], folded | {bias}
+    out, mismatch = {}, Mismatch()
+    for key, name in names.items():
+        if name not in state:
+            if key.endswith(_COUNTER):
+                out[key] = expected[key]
+            else:
+                mismatch.missing.append(name)
+        elif state[name].shape != expected[key].shape:
+            mismatch.wrong_shape.append((name, tuple(state[name].shape), tuple(expected[key].shape)))
+        else:
+            out[key] = state[name]
+    used = set(names.values()) | folded
+    mismatch.unused = [k for k in state if k not in used and not k.startswith(layout.ignored)]
+    return out, mismatch
+
+
+def encoder_file_layout(state: dict[str, torch.Tensor]) -> tuple[str, Layout]:
+    """(label, layout) of an encoder-only file: a CIRKD layout told by its marker key, else timm's."""
+    for marker, label, layout in ENCODER_FILES:
+        if marker in state:
+            return label, layout
+    return "timm", TIMM_ENCODER_FILE
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path, label: str | None = None) -> None:
     """Load a local encoder checkpoint into ``encoder``; every encoder key must be present with
-    the right shape. Keys of an ImageNet classifier head are ignored; any other extra key, a
-    missing key or a shape mismatch raises CheckpointError naming the file and the keys.
-    ``label`` names the encoder in messages (e.g. "deeplabv3_r18")."""
+    the right shape. CIRKD's ImageNet files (ResNetV1s, MobileNetV2 ``features.i.conv.j``) are
+    renamed by harness/models/reference_keys.py; the ImageNet classifier of each layout is
+    ignored; any other extra key, a missing key or a shape mismatch raises CheckpointError naming
+    the file and the keys. ``label`` names the encoder in messages (e.g. "deeplabv3_r18")."""
     state = read_state_dict(path)
     for prefix in _KEY_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    state = _rename_cirkd_stem(state)
-    expected = encoder.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected and not k.startswith(_CLASSIFIER_PREFIXES)]
-    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} keys: {_short_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys: {_short_list(unexpected)}")
-    if wrong_shape:
-        problems.append(f"wrong shapes: {_short_list(wrong_shape)}")
-    if problems:
+    layout_name, layout = encoder_file_layout(state)
+    weights, mismatch = match_state(encoder.state_dict(), state, layout)
+    if mismatch:
         raise CheckpointError(
             f"pretrained file {path} does not fit the {label or type(encoder).__name__} encoder "
-            f"({'; '.join(problems)}); pass weights of the same encoder architecture")
+            f"({mismatch.describe()}; read with {layout_name} key names); pass weights of the same "
+            f"encoder architecture")
     # nn.Module.load_state_dict directly: smp's MiT encoder overrides it without `strict`.
-    nn.Module.load_state_dict(encoder, {k: state[k] for k in expected}, strict=True)
-    log.info("loaded encoder weights from %s (%d tensors)", path, len(expected))
+    nn.Module.load_state_dict(encoder, weights, strict=True)
+    log.info("loaded %s encoder weights from %s (%d tensors)", layout_name, path, len(weights))
 
 
-def _check_replaceable(folder: Path) -> None:
+def check_replaceable(folder: Path) -> None:
     """CheckpointError unless ``folder`` is absent, empty or holds only a saved model's files."""
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} is a file, not a saved-model folder; choose another path")
@@ -144,7 +189,7 @@ def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
     if clash:
         raise ValueError(f"metadata may not set {sorted(clash)}; they come from model.info")
     folder = Path(folder).absolute()
-    _check_replaceable(folder)
+    check_replaceable(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
