@@ -59,3 +59,17 @@ def test_worked_example_of_a_new_method_registers_and_trains(tmp_path: Path) -> 
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok")
+
+
+def test_real_data_import_commands_parse() -> None:
+    """The README's import commands name the CIRKD release file and are valid invocations."""
+    import shlex
+
+    from harness.cli import build_parser
+
+    text = section("Running the paper grid on real data")
+    commands = re.findall(r"^python -m harness models import .*$", text.replace("\\\n", ""), re.M)
+    assert len(commands) == 2 and "deeplabv3_resnet101_citys_best_model.pth" in commands[0]
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[3:])
+        assert args.func.__name__ == "run_import" and args.dataset == "cityscapes"
