@@ -109,9 +109,15 @@ def models() -> dict:
     return {name: randomized(name) for name in {name for _, name in CASES}}
 
 
-def logits(model: nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        return model(X).logits
+def logits(model: nn.Module, input_space: str | None = None) -> torch.Tensor:
+    """``model``'s logits for X, its weights read as trained on ``input_space`` (default: its own)."""
+    own = model.input_space
+    model.input_space = input_space or own
+    try:
+        with torch.no_grad():
+            return model(X).logits
+    finally:
+        model.input_space = own
 
 
 @pytest.mark.parametrize("fmt, name", CASES)
@@ -133,11 +139,17 @@ def test_import_round_trips_logits_exactly(fmt, name, models, tmp_path):
     config = import_checkpoint(tmp_path / "ref.pth", fmt, name, "cityscapes", tmp_path / "model")
     loaded, saved = load_model(tmp_path / "model", expect_name=name, expect_num_classes=K,
                                expect_dataset="cityscapes")
-    assert torch.equal(logits(loaded), logits(model))
+    cirkd = fmt.startswith("cirkd")  # CIRKD's weights expect its BGR input and align corners
+    assert loaded.input_space == ("cirkd_bgr" if cirkd else "imagenet_rgb")
+    assert torch.equal(logits(loaded), logits(model, loaded.input_space))
     if model.info.has_aux:
+        model.input_space = loaded.input_space
         with torch.no_grad():
             assert torch.equal(loaded(X).aux_logits, model(X).aux_logits)
-    assert saved == config and saved["source"] == {
+        model.input_space = "imagenet_rgb"
+    assert saved == config and saved["align_corners"] is cirkd
+    assert saved.get("input_space", "imagenet_rgb") == loaded.input_space
+    assert saved["source"] == {
         "file": str(tmp_path / "ref.pth"), "sha256": sha256_of(tmp_path / "ref.pth"), "format": fmt}
 
 
@@ -157,7 +169,7 @@ def test_cirkd_segformer_fuse_bias_folds_into_the_running_mean(models, tmp_path)
                       "cityscapes", tmp_path / "model")
     loaded, _ = load_model(tmp_path / "model")
     assert torch.equal(loaded.decoder.fuse_stage[1].running_mean, bn.running_mean)
-    assert torch.equal(logits(loaded), logits(model))
+    assert torch.equal(logits(loaded), logits(model, "cirkd_bgr"))
 
 
 def test_cli_import_wrapped_ddp_file_without_bn_counters(models, tmp_path, capsys):
@@ -169,7 +181,7 @@ def test_cli_import_wrapped_ddp_file_without_bn_counters(models, tmp_path, capsy
                  "--format", "cirkd", "--model", "deeplabv3_r18", "--dataset", "cityscapes",
                  "--out", str(tmp_path / "r18")]) == 0
     loaded, config = load_model(tmp_path / "r18")
-    assert torch.equal(logits(loaded), logits(models["deeplabv3_r18"]))
+    assert torch.equal(logits(loaded), logits(models["deeplabv3_r18"], "cirkd_bgr"))
     assert config["source"]["format"] == "cirkd"
     assert int(loaded.head.block[1].num_batches_tracked) == 0  # the model's own counter
 
@@ -313,3 +325,45 @@ def test_out_folder_holding_other_files_is_refused_before_reading(tmp_path):
     with pytest.raises(CheckpointError, match=r"run exists and is not a saved-model folder .*metrics\.json"):
         import_checkpoint(tmp_path / "absent.pth", "cirkd", "deeplabv3_r18", "cityscapes", tmp_path / "run")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics.json", "run"]
+
+
+def test_cirkd_input_space_is_bgr_0_255_minus_cirkd_mean():
+    """A pixel (R, G, B) = (255, 0, 128) normalised by the data pipeline becomes, for CIRKD's
+    weights, (B, G, R) - (104.00698793, 116.66876762, 122.67891434) (CIRKD dataset/*.py)."""
+    from harness.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from harness.models.base import imagenet_rgb_to_cirkd_bgr
+
+    rgb = torch.tensor([255.0, 0.0, 128.0]).view(1, 3, 1, 1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    ours = (rgb / 255 - mean) / std
+    expected = torch.tensor([128 - 104.00698793, 0 - 116.66876762, 255 - 122.67891434])
+    torch.testing.assert_close(imagenet_rgb_to_cirkd_bgr(ours).flatten(), expected, rtol=0, atol=1e-4)
+
+
+def test_imported_cirkd_model_sees_what_cirkd_fed_its_weights(models, tmp_path):
+    """The imported model on the pipeline's input equals the same weights on CIRKD's input
+    (up to float rounding of the conversion)."""
+    from harness.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.save(reference_state_dict(models["deeplabv3_r18"], "cirkd"), tmp_path / "r18.pth")
+    import_checkpoint(tmp_path / "r18.pth", "cirkd", "deeplabv3_r18", "cityscapes", tmp_path / "model")
+    loaded, _ = load_model(tmp_path / "model")
+    image = torch.randint(0, 256, (1, 3, 32, 48), generator=torch.Generator().manual_seed(5)).float()
+    def column(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values).view(1, 3, 1, 1)
+
+    pipeline = (image / 255 - column(IMAGENET_MEAN)) / column(IMAGENET_STD)
+    cirkd = image.flip(1) - column((104.00698793, 116.66876762, 122.67891434))
+    with torch.no_grad():
+        ours, theirs = loaded(pipeline).logits, models["deeplabv3_r18"](cirkd).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+
+
+def test_unknown_input_space_in_config_json_is_refused(tmp_path):
+    from harness.models import save_model
+
+    save_model(build_model("segformer_tiny", 3), tmp_path / "m", {"dataset": "toycity"})
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "input_space": "bgr"}))
+    with pytest.raises(CheckpointError, match="'input_space' must be one of imagenet_rgb, cirkd_bgr, got"):
+        load_model(tmp_path / "m")

@@ -10,7 +10,7 @@ ResNets use the CIRKD "v1s" deep stem (three 3x3 convs, 64-64-128), so a CIRKD I
 1:1 after renaming. Head widths follow the CIRKD code of its papers (2022-2023): ASPP 256 for
 ResNet-101, 128 for ResNet-18 and MobileNetV2; PSP projection 128 for ResNet-18. CIRKD's 2025 code
 widened the DeepLabV3 ASPP/head to 512 for both ResNets: ``deeplabv3_r101_w512`` and
-``deeplabv3_r18_w512`` hold checkpoints trained with it (harness/models/reference_keys.py maps
+``deeplabv3_r18_w512`` hold checkpoints trained with it (harness/models/reference_formats.py maps
 the reference key names). ResNet models carry the FCN aux head on stage 3
 (CIRKD ``aux=True``); MobileNetV2 has none (CIRKD's ``deeplabv3_mobile`` has no aux head).
 
@@ -65,7 +65,7 @@ class DilatedCNN(SegModel):
         )
 
     def forward(self, images: torch.Tensor) -> SegOutput:
-        features = self.encoder(images)
+        features = self.encoder(self.adapt_input(images))
         logits, decoder_feature = self.head(features[-1])
         aux_logits = self.aux_head(features[2]) if self.aux_head is not None else None
         return SegOutput(logits=logits, features=list(features),

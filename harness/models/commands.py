@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from harness.models.reference_keys import FORMATS
+from harness.models.reference_formats import FORMATS
 
 log = logging.getLogger(__name__)
 

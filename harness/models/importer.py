@@ -1,6 +1,6 @@
-"""Import a reference codebase's checkpoint as a saved-model folder (``python -m harness models import``).
-
-Formats, with the key names in harness/models/reference_keys.py:
+"""Import a reference codebase's checkpoint as a saved-model folder (``python -m harness models import``;
+docs/protocol.md §Imported checkpoints). Formats, with their key names in
+harness/models/reference_formats.py:
 
 - ``cirkd``: winycg/CIRKD DeepLabV3 / PSPNet / DeepLabV3-MobileNetV2 files, e.g. its released
   teacher ``deeplabv3_resnet101_citys_best_model.pth``. A file from CIRKD's 2025 code (512-channel
@@ -11,9 +11,11 @@ Formats, with the key names in harness/models/reference_keys.py:
   ``state_dict`` with ``backbone.*`` and ``decode_head.*``; the unused ``conv_seg`` is dropped).
 
 The result is the folder training writes (model.safetensors + config.json), so every route that
-takes a trained model takes it; config.json also records ``source``: the file, its sha256 and the
-format. Matching is strict (see :func:`harness.models.saved.match_state`); a file that does
-not fit is refused before anything is written, with the first keys and the likely cause.
+takes a trained model takes it. config.json also records the reference's ``align_corners``, the
+``input_space`` its weights expect (CIRKD's: BGR 0..255 minus its mean; the model converts its
+input) and ``source``: the file, its sha256 and the format. Matching is strict (see
+:func:`harness.models.saved.match_state`); a file that does not fit is refused before
+anything is written, with the first keys and the likely cause.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ import torch
 
 from harness.errors import CheckpointError, ConfigError
 from harness.io import check_writable_dir, sha256_of
-from harness.models.reference_keys import FILE_KINDS, FORMATS, Layout, rename
+from harness.models.reference_formats import FILE_KINDS, FORMATS, Layout, rename
 from harness.models.saved import (
+    CONFIG_FILE,
     Mismatch,
     check_replaceable,
     match_state,
+    read_model_config,
     read_state_dict,
     save_model,
 )
@@ -145,9 +149,10 @@ def import_checkpoint(file: str | Path, fmt: str, model_name: str, dataset: str,
         raise CheckpointError(f"checkpoint {file} does not fit {model_name} in --format {fmt} "
                               f"({mismatch.describe()}); {cause}")
     model.load_state_dict(weights, strict=True)
-    metadata = {"dataset": dataset,
+    model.input_space = layout.input_space
+    metadata = {"dataset": dataset, "align_corners": layout.align_corners,
                 "source": {"file": str(file), "sha256": sha256_of(file), "format": fmt}}
     save_model(model.eval(), out, metadata)
     log.info("imported %s (%s, %d tensors) as %s for %s -> %s", file, fmt, len(state), model_name,
              dataset, out)
-    return {"name": model_name, "num_classes": num_classes, **metadata}
+    return read_model_config(out / CONFIG_FILE)

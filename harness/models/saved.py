@@ -23,8 +23,14 @@ from torch import nn
 
 from harness.errors import CheckpointError
 from harness.io import atomic_write_json
-from harness.models.base import SegModel
-from harness.models.reference_keys import ENCODER_FILES, TIMM_ENCODER_FILE, Layout, rename
+from harness.models.base import INPUT_SPACES, SegModel
+from harness.models.reference_formats import (
+    ENCODER_FILES,
+    IMAGENET_RGB,
+    TIMM_ENCODER_FILE,
+    Layout,
+    rename,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +154,7 @@ def encoder_file_layout(state: dict[str, torch.Tensor]) -> tuple[str, Layout]:
 def load_encoder_weights(encoder: nn.Module, path: str | Path, label: str | None = None) -> None:
     """Load a local encoder checkpoint into ``encoder``; every encoder key must be present with
     the right shape. CIRKD's ImageNet files (ResNetV1s, MobileNetV2 ``features.i.conv.j``) are
-    renamed by harness/models/reference_keys.py; the ImageNet classifier of each layout is
+    renamed by harness/models/reference_formats.py; the ImageNet classifier of each layout is
     ignored; any other extra key, a missing key or a shape mismatch raises CheckpointError naming
     the file and the keys. ``label`` names the encoder in messages (e.g. "deeplabv3_r18")."""
     state = read_state_dict(path)
@@ -181,11 +187,12 @@ def check_replaceable(folder: Path) -> None:
 def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
     """Write ``folder/model.safetensors`` and ``folder/config.json``; the folder appears whole.
 
-    config.json = {"name": model.info.name, "num_classes": model.info.num_classes, **metadata};
-    metadata may not override name/num_classes. Both files are written into a hidden sibling
-    folder that then replaces ``folder``, which must be new, empty or a saved model itself.
+    config.json = {"name": model.info.name, "num_classes": model.info.num_classes, **metadata},
+    plus ``input_space`` when the model's is not imagenet_rgb; metadata may not set these. Both
+    files are written into a hidden sibling folder that then replaces ``folder``, which must be
+    new, empty or a saved model itself.
     """
-    clash = {"name", "num_classes"} & set(metadata)
+    clash = {"name", "num_classes", "input_space"} & set(metadata)
     if clash:
         raise ValueError(f"metadata may not set {sorted(clash)}; they come from model.info")
     folder = Path(folder).absolute()
@@ -195,8 +202,10 @@ def save_model(model: SegModel, folder: str | Path, metadata: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(state, str(tmp / WEIGHTS_FILE))
-    atomic_write_json(tmp / CONFIG_FILE,
-                      {"name": model.info.name, "num_classes": model.info.num_classes, **metadata})
+    config = {"name": model.info.name, "num_classes": model.info.num_classes, **metadata}
+    if model.input_space != IMAGENET_RGB:
+        config["input_space"] = model.input_space
+    atomic_write_json(tmp / CONFIG_FILE, config)
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
@@ -219,6 +228,8 @@ def read_model_config(config_file: Path) -> dict:
         problem = f"'name' must be a model name (a string), got {config.get('name')!r}"
     elif type(config.get("num_classes")) is not int or config["num_classes"] < 1:
         problem = f"'num_classes' must be a positive integer, got {config.get('num_classes')!r}"
+    elif config.get("input_space", IMAGENET_RGB) not in INPUT_SPACES:
+        problem = f"'input_space' must be one of {', '.join(INPUT_SPACES)}, got {config['input_space']!r}"
     if problem:
         raise CheckpointError(f"{config_file} is not a valid model config ({problem}); re-save the "
                               f"model with harness.models.save_model")
@@ -270,4 +281,5 @@ def load_model(folder: str | Path, *, expect_name: str | None = None,
             f"{_short_list(missing) or 'none'}; unexpected {_short_list(unexpected) or 'none'}; "
             f"wrong shapes {_short_list(wrong_shape) or 'none'}); re-save the model with this harness")
     model.load_state_dict(state, strict=True)
+    model.input_space = config.get("input_space", IMAGENET_RGB)
     return model.eval(), config

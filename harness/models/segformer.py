@@ -77,7 +77,7 @@ class SegFormer(SegModel):
         )
 
     def forward(self, images: torch.Tensor) -> SegOutput:
-        smp_features = self.encoder(images)
+        smp_features = self.encoder(self.adapt_input(images))
         decoder_feature = self.decoder(smp_features)
         logits = self.classifier(self.dropout(decoder_feature))
         return SegOutput(logits=logits, features=list(smp_features[2:]),

@@ -1,4 +1,6 @@
-"""Where each tensor of a harness model sits in the reference codebases' checkpoints, as data.
+"""The reference codebases' checkpoint formats, as data (docs/protocol.md §Imported checkpoints):
+where each tensor of a harness model sits in their files, and the input and resizing their
+weights were trained with.
 
 A :data:`Table` is a tuple of ``(harness prefix, reference prefix)`` pairs: a harness state-dict
 key takes the reference name given by its longest matching harness prefix (``rename``). Tables
@@ -9,13 +11,21 @@ only rename; the one arithmetic step, folding a conv bias into the next BatchNor
   ``models/segformer.py``, ``models/base_models/resnetv1b.py`` (``resnet.py`` before 2025),
   ``models/base_models/mobilenetv2.py``; ``train_baseline.py`` saves ``model.state_dict()``.
 - NVlabs/SegFormer (mmseg 0.11 based): ``mmseg/models/backbones/mix_transformer.py`` (the MiT key
-  names smp and CIRKD share) and ``mmseg/models/decode_heads/segformer_head.py``.
+  names smp and CIRKD share) and ``mmseg/models/decode_heads/segformer_head.py``; its configs
+  normalise RGB images with the ImageNet mean/std and resize with ``align_corners=False``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 Table = tuple[tuple[str, str], ...]
+
+# Input spaces (SegModel.input_space). The data pipeline feeds imagenet_rgb: RGB in [0, 1]
+# minus the ImageNet mean, over its std (harness/data/transforms.py), as NVlabs/mmseg configs
+# do at 0..255. CIRKD's datasets (dataset/*.py) feed cv2's BGR image in 0..255 minus this
+# mean, with no std; a model holding CIRKD weights converts its input to that.
+IMAGENET_RGB, CIRKD_BGR = "imagenet_rgb", "cirkd_bgr"
+CIRKD_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
 def under(ours: str, theirs: str, table: Table) -> Table:
@@ -103,20 +113,30 @@ class Layout:
     folds:   (bias key, running-mean key) pairs in reference names: a conv bias the harness model
              lacks, folded into the next BatchNorm as running_mean - bias (exact in eval:
              BN(Wx + b) with mean m equals BN(Wx) with mean m - b).
+    input_space:   the input the weights were trained on (see IMAGENET_RGB, CIRKD_BGR).
+    align_corners: how the reference resizes logits to the label size (loss and evaluation).
     """
 
     table: Table
     ignored: tuple[str, ...] = ()
     folds: tuple[tuple[str, str], ...] = ()
+    input_space: str = IMAGENET_RGB
+    align_corners: bool = False
 
 
-_DEEPLAB_RESNET = Layout(under("encoder.", "pretrained.", RESNET_V1S) + CIRKD_ASPP_HEAD + CIRKD_FCN_AUX)
-_PSP_RESNET = Layout(under("encoder.", "pretrained.", RESNET_V1S) + CIRKD_PSP_HEAD + CIRKD_FCN_AUX)
-_DEEPLAB_MBV2 = Layout(under("encoder.", "pretrained.net.", MOBILENETV2) + CIRKD_ASPP_HEAD)
+# CIRKD: its SegCrossEntropyLoss and validation upsample with align_corners=True (losses/task.py,
+# train_*.py), on its BGR mean-subtracted input.
+_CIRKD = {"input_space": CIRKD_BGR, "align_corners": True}
+_DEEPLAB_RESNET = Layout(under("encoder.", "pretrained.", RESNET_V1S) + CIRKD_ASPP_HEAD + CIRKD_FCN_AUX,
+                         **_CIRKD)
+_PSP_RESNET = Layout(under("encoder.", "pretrained.", RESNET_V1S) + CIRKD_PSP_HEAD + CIRKD_FCN_AUX, **_CIRKD)
+_DEEPLAB_MBV2 = Layout(under("encoder.", "pretrained.net.", MOBILENETV2) + CIRKD_ASPP_HEAD, **_CIRKD)
 # CIRKD's SegFormer: linear_fuse = Conv2d(4E, E, 1) *with* bias, BN, ReLU (models/segformer.py).
-_CIRKD_SEGFORMER = Layout(CIRKD_SEGFORMER, folds=(("linear_fuse.0.bias", "linear_fuse.1.running_mean"),))
+_CIRKD_SEGFORMER = Layout(CIRKD_SEGFORMER, folds=(("linear_fuse.0.bias", "linear_fuse.1.running_mean"),),
+                          **_CIRKD)
 # NVlabs' SegFormerHead subclasses mmseg's BaseDecodeHead, whose conv_seg it never calls.
-_MMSEG_SEGFORMER = Layout(MMSEG_SEGFORMER, ignored=("decode_head.conv_seg.",))
+_MMSEG_SEGFORMER = Layout(MMSEG_SEGFORMER, ignored=("decode_head.conv_seg.",), input_space=IMAGENET_RGB,
+                          align_corners=False)
 
 # format -> harness model name -> layout; the import command accepts exactly these pairs.
 FORMATS: dict[str, dict[str, Layout]] = {
@@ -138,9 +158,10 @@ TIMM_ENCODER_FILE = Layout(SAME, ignored=("fc.", "head.", "classifier.", "conv_h
 
 # A key that tells what a file is, for the "likely cause" of a refused import (first match wins).
 FILE_KINDS: tuple[tuple[str, str], ...] = (
-    ("decode_head.convs.0.conv.weight", "an OpenMMLab mmseg SegformerHead checkpoint (conv-BN-ReLU per "
-     "stage, decode_head.convs.*), which is not the all-MLP head of the segformer models and cannot be "
-     "imported; use the NVlabs/SegFormer release with --format mmseg"),
+    ("decode_head.convs.0.conv.weight",
+     ("an OpenMMLab mmseg SegformerHead checkpoint (conv-BN-ReLU per stage, decode_head.convs.*), "
+      "which is not the all-MLP head of the segformer models and cannot be imported; use the "
+      "NVlabs/SegFormer release with --format mmseg")),
     ("decode_head.linear_fuse.conv.weight", "an NVlabs SegFormer (mmseg) checkpoint: --format mmseg"),
     ("linear_fuse.0.weight", "a CIRKD SegFormer checkpoint: --format cirkd-segformer"),
     ("pretrained.net.features.0.0.weight",
