@@ -285,3 +285,62 @@ def test_unregistered_method_model_or_preset_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="names model 'unet_tiny'"):
         grid.check_names(grid.check_config(config), ["toycity"])
     grid.check_names(grid.check_config(copy.deepcopy(CONFIG)), ["toycity", *REAL])
+
+
+CIRKD_FILE = "/ckpt/deeplabv3_resnet101_citys_best_model.pth"
+
+
+def test_imported_teacher_is_converted_by_its_own_job_and_distilled_from() -> None:
+    config = bad("datasets.cityscapes.teachers.deeplabv3_r101", {"model": CIRKD_FILE, "format": "cirkd"})
+    grid.validate_schema(config)
+    plans = grid.check_config(config)
+    plan = plans["cityscapes"]
+    folder = "runs/cityscapes/teachers/deeplabv3_r101/imported"
+    assert plan.teacher_model("deeplabv3_r101") == folder
+    assert plan.trained_teachers == ["segformer_b4"] and plan.imported_teachers == ["deeplabv3_r101"]
+    assert rules.command(plan, "import_teacher", {"teacher": "deeplabv3_r101"}) == [
+        "models", "import", CIRKD_FILE, "--format", "cirkd", "--model", "deeplabv3_r101",
+        "--dataset", "cityscapes"]
+    pair = next(p for p in plan.pairs if p.teacher == "deeplabv3_r101")
+    settings = plan.train_settings(pair.student, 0, teacher=pair.teacher, variant=plan.main["kd"])
+    assert f"model.teacher_model={folder}" in settings
+    expected = expected_jobs("cityscapes") | {"train_teacher": 1, "import_teacher": 1}
+    assert rules.job_counts(config, ["cityscapes"]) == expected
+    grid.check_names(plans, ["cityscapes"])
+    assert rules.check_commands(plans, ["cityscapes"]) == sum(expected.values())
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"model": None, "format": "cirkd"}, "format is set but its model is null"),
+    ({"model": CIRKD_FILE, "format": "mmseg"}, "teachers.deeplabv3_r101.format: --format mmseg holds"),
+    ({"model": CIRKD_FILE, "format": "caffe"}, "unknown checkpoint format 'caffe'"),
+])
+def test_imported_teacher_config_is_checked_by_key(spec, message) -> None:
+    config = bad("datasets.cityscapes.teachers.deeplabv3_r101", spec)
+    with pytest.raises(ConfigError, match=message):
+        grid.check_names(grid.check_config(config), ["cityscapes"])
+
+
+def test_workflow_imports_a_reference_teacher_file(tmp_path: Path) -> None:
+    """Snakemake runs `models import` on the configured file into the folder the pair's
+    distillation runs read (planned in test_imported_teacher_is_converted_by_its_own_job...)."""
+    import torch
+
+    from harness.models import build_model
+    from harness.models.importer import reference_state_dict
+
+    work = copy_workflow(tmp_path)
+    torch.save(reference_state_dict(build_model("deeplabv3_r18", 10), "cirkd"), tmp_path / "r18.pth")
+    config = copy.deepcopy(CONFIG)
+    toy = config["datasets"]["toycity"]
+    toy["teachers"]["deeplabv3_r18"] = {"model": str(tmp_path / "r18.pth"), "format": "cirkd"}
+    toy["pairs"].append({"teacher": "deeplabv3_r18", "student": "deeplabv3_tiny"})
+    (work / "imported.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    target = "runs/toycity/teachers/deeplabv3_r18/imported/config.json"
+    result = snakemake("--cores", "1", "--configfile", "imported.yaml", "--", target, cwd=work, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    saved = yaml.safe_load((work / target).read_text())
+    assert saved["name"] == "deeplabv3_r18" and saved["dataset"] == "toycity"
+    assert saved["source"]["format"] == "cirkd" and saved["source"]["file"] == str(tmp_path / "r18.pth")
+    log = (work / "logs/toycity/teachers/deeplabv3_r18_import.log").read_text()
+    assert "(cirkd, 190 tensors) as deeplabv3_r18 for toycity" in log

@@ -137,10 +137,15 @@ class DatasetPlan:
     def teacher_eval(self, teacher: str) -> str:
         return f"{self.runs_dir}/{self.name}/teachers/{teacher}/eval.json"
 
+    def imported_dir(self, teacher: str) -> str:
+        return f"{self.runs_dir}/{self.name}/teachers/{teacher}/imported"
+
     def teacher_model(self, teacher: str) -> str:
-        """The model folder the students are distilled from (trained or user-supplied)."""
-        supplied = self.cfg["teachers"][teacher]["model"]
-        return supplied if supplied else f"{self.teacher_dir(teacher)}/model"
+        """The model folder the students are distilled from (trained, imported or user-supplied)."""
+        spec = self.cfg["teachers"][teacher]
+        if spec.get("format"):
+            return self.imported_dir(teacher)
+        return spec["model"] or f"{self.teacher_dir(teacher)}/model"
 
     def student_dir(self, student: str, seed: int) -> str:
         return f"{self.runs_dir}/{self.name}/students/{student}/seed{seed}"
@@ -165,6 +170,11 @@ class DatasetPlan:
     @property
     def trained_teachers(self) -> list[str]:
         return [t for t in self.teachers if not self.cfg["teachers"][t]["model"]]
+
+    @property
+    def imported_teachers(self) -> list[str]:
+        """Teachers given as a reference checkpoint file (``format`` set), converted by a job."""
+        return [t for t in self.teachers if self.cfg["teachers"][t].get("format")]
 
     @property
     def students(self) -> list[str]:
@@ -413,6 +423,12 @@ def _pairs(config: dict[str, Any], name: str) -> list[Pair]:
                 f"datasets.{name}.teachers does not list; add `{spec['teacher']}: {{model: null}}` "
                 f"(trained by the workflow) or a saved model folder"
             )
+        teacher = cfg["teachers"][spec["teacher"]]
+        if teacher.get("format") and not teacher["model"]:
+            raise ConfigError(
+                f"datasets.{name}.teachers.{spec['teacher']}.format is set but its model is null; "
+                f"set model to the reference checkpoint file to import, or drop format"
+            )
         same = families[spec["teacher"]] == families[spec["student"]]
         pairs.append(Pair(spec["teacher"], spec["student"], "homogeneous" if same else "heterogeneous"))
     for model in {p.student for p in pairs} | {p.teacher for p in pairs}:
@@ -560,6 +576,7 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                     raise ConfigError(
                         f"datasets.{name}.pairs names model {model!r}; valid: {', '.join(MODELS.names())}"
                     )
+        check_imports(plan)
         for key, variant in variant_sources(plan):
             if variant.method not in METHODS:
                 raise ConfigError(
@@ -574,6 +591,17 @@ def check_names(plans: dict[str, DatasetPlan], datasets: list[str]) -> None:
                 )
             method_options(variant.method, variant.preset, variant.options_dict, key=key,
                            fix="fix it in the workflow config or with --config")
+
+
+def check_imports(plan: DatasetPlan) -> None:
+    """Each imported teacher's ``format`` is one the importer knows for that model (imports torch)."""
+    from harness.models.importer import layout_of
+
+    for teacher in plan.imported_teachers:
+        try:
+            layout_of(plan.cfg["teachers"][teacher]["format"], teacher)
+        except ConfigError as err:
+            raise ConfigError(f"datasets.{plan.name}.teachers.{teacher}.format: {err}") from None
 
 
 def check_published(config: dict[str, Any]) -> None:

@@ -73,6 +73,13 @@ def _distill(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     return ["train", *set_flags(settings)]
 
 
+def _import_teacher(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
+    teacher = wildcards["teacher"]
+    spec = plan.cfg["teachers"][teacher]
+    return ["models", "import", spec["model"], "--format", spec["format"], "--model", teacher,
+            "--dataset", plan.name]
+
+
 def _eval_teacher(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["eval", "--model", plan.teacher_model(wildcards["teacher"]), *_split(plan)]
     if plan.scale.max_val_images is not None:
@@ -136,6 +143,7 @@ def _qualitative(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 COMMANDS: dict[str, Callable[[DatasetPlan, Wildcards], list[str]]] = {
     "prepare_data": _prepare_data,
     "train_teacher": _train_teacher,
+    "import_teacher": _import_teacher,
     "eval_teacher": _eval_teacher,
     "train_student": _train_student,
     "distill": _distill,
@@ -166,6 +174,7 @@ def jobs(plan: DatasetPlan) -> list[tuple[str, Wildcards]]:
         out.append(("prepare_data", {}))
     out += [("train_teacher", {"teacher": t, "seed": str(plan.cfg["teacher_seed"])})
             for t in plan.trained_teachers]
+    out += [("import_teacher", {"teacher": t}) for t in plan.imported_teachers]
     out += [("eval_teacher", {"teacher": t}) for t in plan.teachers]
     out += [("train_student", {"student": s, "seed": seed}) for s in plan.students for seed in seeds]
     out += [("distill", {"teacher": pair.teacher, "student": pair.student, "variant": variant.name,

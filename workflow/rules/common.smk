@@ -68,9 +68,10 @@ def data_input(wildcards):
 
 def teacher_model_input(wildcards):
     plan = plan_of(wildcards)
-    if plan.cfg["teachers"][wildcards.teacher]["model"]:
-        return [plan.teacher_model(wildcards.teacher)]  # user-supplied: must exist
-    return R.model_files(plan.teacher_model(wildcards.teacher))
+    spec = plan.cfg["teachers"][wildcards.teacher]
+    if spec["model"] and not spec.get("format"):
+        return [plan.teacher_model(wildcards.teacher)]  # user-supplied folder: must exist
+    return R.model_files(plan.teacher_model(wildcards.teacher))  # trained or imported by a job
 
 
 def runtime(kind):
