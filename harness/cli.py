@@ -54,3 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (the engine says where a run resumes)
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
+        return 130

@@ -19,3 +19,9 @@ class ConfigError(UserError):
 class CheckpointError(UserError):
     """A resume checkpoint or a saved model cannot be used (unreadable, or another architecture,
     class count or dataset)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can resume from. The CLI prints
+    it as one line and exits with status 130 (a KeyboardInterrupt, so nothing catches it as an
+    ordinary error)."""

@@ -80,7 +80,7 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     model, meta = load_model(run / "model", expect_name="deeplabv3_tiny", expect_num_classes=10,
                              expect_dataset="toycity")
     assert meta["miou"] == pytest.approx(metrics["miou"]) and meta["iterations"] == 4 and meta["seed"] == 0
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
     assert state["iteration"] == 4 and len(state["log_rows"]) == 4
 
     # the eval command reproduces the final mIoU from the saved model
@@ -150,7 +150,7 @@ def test_nonfinite_loss_is_skipped_when_asked(toy_root, tmp_path):
     rows = read_log(tmp_path / "run")
     assert [math.isfinite(float(r["loss_probe"])) for r in rows] == [True, True, False, True]
     # the distiller's parameter trained and stayed finite: the skipped step touched nothing
-    model_state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    model_state = torch.load(tmp_path / "run" / "checkpoints" / "final.pt", weights_only=True)
     assert torch.isfinite(model_state["distiller"]["scale"]) and model_state["distiller"]["scale"] != 1
 
 
@@ -176,7 +176,7 @@ def test_distillation_uses_teacher_and_trains_method_parameters(toy_root, tmp_pa
     # method parameters moved (they are in the optimiser); the teacher file is not rewritten
     from harness.methods import build_distiller
     torch.manual_seed(0)
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
     assert set(state["distiller"]) == set(build_distiller(
         "heteroakd", build_model("deeplabv3_tiny", 10).info, build_model("segformer_tiny", 10).info
     ).state_dict())

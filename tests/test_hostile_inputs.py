@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from fixtures_data import write_cityscapes
+from fixtures_files import listing, refused
 from PIL import Image
 
-from harness.cli import main as cli_main
-from harness.data import prepare_dataset
 from harness.io import atomic_write_json, atomic_write_text
 from harness.models import build_model, save_model
 
@@ -26,41 +25,11 @@ TINY = ["model.student=deeplabv3_tiny", "data.crop=[32, 32]", "data.batch_size=4
         "train.threads=1"]
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toycity")
-    prepare_dataset("toycity", root, num_train=16, num_val=4, height=32, width=64)
-    return root
-
-
 def train_args(root, out, *overrides):
     args = ["train", "--out", str(out)]
     for setting in [f"data.root={root}", *TINY, *overrides]:
         args += ["--set", setting]
     return args
-
-
-def listing(*folders: Path) -> dict[str, tuple]:
-    """Every file and folder under ``folders`` with its size, mtime and mode (absent: nothing)."""
-    entries = {}
-    for folder in folders:
-        for path in [folder, *folder.rglob("*")] if folder.exists() else []:
-            info = path.lstat()
-            entries[str(path)] = (info.st_size if path.is_file() else None, info.st_mtime_ns,
-                                  stat.S_IMODE(info.st_mode))
-    return entries
-
-
-def refused(args: list[str], capsys, *fragments: str) -> str:
-    """Run the CLI; assert exit status 2 and one ``error:`` line holding ``fragments``."""
-    capsys.readouterr()
-    assert cli_main(args) == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
-    return errors[0]
 
 
 class RunsACommand:

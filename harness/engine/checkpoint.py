@@ -19,6 +19,8 @@ from harness.errors import CheckpointError
 from harness.io import atomic_write_with
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+#: the state of a finished run (see :func:`retire_checkpoint`); never resumed from
+FINAL_CHECKPOINT = Path("checkpoints") / "final.pt"
 #: config keys that may differ between the interrupted and the resuming run: they do not change
 #: the result (thread count, loader workers) or only the reporting.
 RESUME_MAY_DIFFER = ("train.threads", "data.workers", "train.log_every")
@@ -55,14 +57,16 @@ def load_checkpoint(out_dir: str | Path) -> dict[str, Any] | None:
     except pickle.UnpicklingError:
         raise CheckpointError(f"resume checkpoint {path} holds objects other than tensors and "
                               f"plain values, which this version never writes, so it was not "
-                              f"loaded; delete it to start the run from scratch") from None
+                              f"loaded; delete it (or pass --overwrite) to start the run from "
+                              f"scratch") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise CheckpointError(f"resume checkpoint {path} cannot be read ({err.__class__.__name__}); "
-                              f"delete it to start the run from scratch") from None
+        raise CheckpointError(f"resume checkpoint {path} cannot be read ({err.__class__.__name__});"
+                              f" delete it (or pass --overwrite) to start the run from scratch") from None
     missing = sorted(RESUME_KEYS - set(state)) if isinstance(state, dict) else sorted(RESUME_KEYS)
     if missing:
         raise CheckpointError(f"resume checkpoint {path} is not a run state of this harness (it "
-                              f"lacks {', '.join(missing)}); delete it to start the run from scratch")
+                              f"lacks {', '.join(missing)}); delete it (or pass --overwrite) to "
+                              f"start the run from scratch")
     return state
 
 
@@ -76,13 +80,18 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_resumable(saved_config: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse to resume a checkpoint written under a different config (its result would be
-    neither run's)."""
+def config_differences(saved_config: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The config keys (dotted) whose values differ, ignoring :data:`RESUME_MAY_DIFFER`: a run
+    resumed or reused under another config would be neither run's."""
     old, new = _flatten(upgrade(saved_config, warn=False)), _flatten(config)
-    differing = sorted(k for k in set(old) | set(new)
-                       if k not in RESUME_MAY_DIFFER and old.get(k) != new.get(k))
-    if differing:
-        raise CheckpointError(
-            f"{path} was written with a different config ({', '.join(differing)}); rerun with the "
-            f"same config to resume, or use another --out (or delete the checkpoint) to start afresh")
+    return sorted(k for k in set(old) | set(new)
+                  if k not in RESUME_MAY_DIFFER and old.get(k) != new.get(k))
+
+
+def retire_checkpoint(out_dir: str | Path) -> None:
+    """Rename ``last.pt`` to ``final.pt`` once the run's outputs are written: a finished run
+    holds no resume state, so a rerun (Snakemake forcing it, or its outputs deleted) trains
+    from scratch instead of resuming at the last iteration and rewriting the old result."""
+    path = checkpoint_path(out_dir)
+    if path.is_file():
+        path.replace(Path(out_dir) / FINAL_CHECKPOINT)

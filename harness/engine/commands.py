@@ -13,11 +13,22 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="train a student (optionally distilled from a teacher) and evaluate it",
-        description="Train one run; restarting the same command resumes from OUT/checkpoints/last.pt.")
+        description="Train one run into OUT. Restarting the same command resumes an unfinished run "
+        "of the same config and code from OUT/checkpoints/last.pt; a finished run of the same "
+        "config is nothing to do; a run of another config in OUT is refused unless "
+        "--overwrite or --move-stale says what to do with it.")
     train.add_argument("--config", help="YAML run config (defaults if omitted)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.iterations=200 (repeatable)")
     train.add_argument("--out", required=True, help="run folder (metrics.json, log.csv, model/, ...)")
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", dest="existing", action="store_const", const="overwrite",
+                          default="keep", help="remove the run OUT holds, finished or not, and "
+                          "train from scratch")
+    existing.add_argument("--move-stale", dest="existing", action="store_const", const="move-stale",
+                          help="move a run of another config or code to OUT.stale-N and train "
+                          "from scratch (an unfinished run of this config and code still "
+                          "resumes; the workflow passes this)")
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split")
@@ -36,7 +47,7 @@ def run_train(args: argparse.Namespace) -> int:
     from harness.engine.loop import train
 
     config = load_config(args.config, args.overrides)
-    metrics = train(config, Path(args.out))
+    metrics = train(config, Path(args.out), existing=args.existing)
     log.info("mIoU %.2f (best %.2f at iteration %s) -> %s", metrics["miou"], metrics["best_miou"],
              metrics["best_iteration"], Path(args.out) / "metrics.json")
     return 0

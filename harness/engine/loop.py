@@ -7,12 +7,16 @@ parameter of the student and of the distiller.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from tqdm import tqdm
 from harness.config import RunConfig, align_corners, to_dict
 from harness.data import check_dataset
 from harness.engine import provenance
-from harness.engine.checkpoint import checkpoint_path, save_checkpoint
+from harness.engine.checkpoint import checkpoint_path, retire_checkpoint, save_checkpoint
 from harness.engine.data import ResumableSampler, build_train_loader
 from harness.engine.distributed import (
     DistContext,
@@ -39,9 +43,10 @@ from harness.engine.distributed import (
 from harness.engine.evaluate import evaluate
 from harness.engine.optim import build_optimizer, poly_lr, scaled_lr, set_lr, trainable_parameters
 from harness.engine.prepare import RunInputs, prepare_run
+from harness.engine.run_folder import FolderPlan, plan_run_folder
 from harness.engine.seeding import rng_state, seed_everything, set_rng_state, use_deterministic_algorithms
 from harness.engine.step import TOTAL, Precision, StepParts, StudentWithDistiller, first_nonfinite, train_step
-from harness.errors import UserError
+from harness.errors import DataError, RunInterrupted, UserError
 from harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ class _Progress:
     elapsed_before: float = 0.0  # wall / training seconds of the interrupted part(s) of the run
     train_time_before: float = 0.0
     train_time: float = 0.0
+    checkpointed: int | None = None  # the iteration of checkpoints/last.pt, if any
 
     @property
     def total_train_time(self) -> float:
@@ -108,27 +114,48 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
-def train(config: RunConfig, out_dir: str | Path) -> dict:
-    """Train ``config`` into ``out_dir`` (resuming from its checkpoint if one exists).
+def train(config: RunConfig, out_dir: str | Path, existing: str = "keep") -> dict:
+    """Train ``config`` into ``out_dir``: from scratch, resuming the unfinished run of this
+    config and code it holds, or nothing when it holds this config's finished run; a run of
+    another config is refused unless ``existing`` is "overwrite" or "move-stale" (the rule:
+    :mod:`harness.engine.run_folder`).
 
-    Returns the metrics dict written to ``out_dir/metrics.json`` (on every rank).
+    Returns the metrics dict of ``out_dir/metrics.json`` (on every rank).
     """
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     owns_group = not torch.distributed.is_initialized()
     ctx = init_distributed()
     try:
-        return _train(config, Path(out_dir), ctx)
+        return _train(config, Path(out_dir), ctx, existing)
     finally:
         if owns_group:
             shutdown(ctx)
 
 
-def _train(config: RunConfig, out_dir: Path, ctx: DistContext) -> dict:
-    run = _setup(config, out_dir, ctx)
+def _train(config: RunConfig, out_dir: Path, ctx: DistContext, existing: str) -> dict:
+    folder = plan_run_folder(to_dict(config), out_dir, existing)
+    barrier(ctx)  # every process has read the folder before the main one changes it
+    if folder.action == "done":
+        log.info("%s", folder.message)
+        return folder.metrics
+    run = _setup(config, out_dir, ctx, folder)
     progress = _resume(run)
-    _loop(run, _step_parts(run), progress)
-    return _finish(run, progress)
+    try:
+        _loop(run, _step_parts(run), progress)
+        return _finish(run, progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"at iteration {progress.iteration}; "
+                             f"{_where_it_resumes(run, progress)}") from None
+    except DataError as err:  # a bad file met in the loop or the final evaluation
+        raise DataError(f"{err}; then {_where_it_resumes(run, progress)}") from None
+
+
+def _where_it_resumes(run: _Run, progress: _Progress) -> str:
+    if progress.checkpointed is None or not checkpoint_path(run.out_dir).is_file():
+        return "no checkpoint is there yet: the same command starts the run again"
+    return (f"{checkpoint_path(run.out_dir)} (iteration {progress.checkpointed}) is kept: the "
+            f"same command resumes from it")
 
 
 def _check_data_on_main(config: RunConfig, ctx: DistContext) -> None:
@@ -146,9 +173,9 @@ def _check_data_on_main(config: RunConfig, ctx: DistContext) -> None:
         raise problem
 
 
-def _setup(config: RunConfig, out_dir: Path, ctx: DistContext) -> _Run:
-    """Seed, check every input, write config.yaml, put the models on the device, build the
-    optimiser and the data stream."""
+def _setup(config: RunConfig, out_dir: Path, ctx: DistContext, folder: FolderPlan) -> _Run:
+    """Seed, check every input, clear what ``folder`` discards, write config.yaml, put the
+    models on the device, build the optimiser and the data stream."""
     started = time.perf_counter()
     tc = config.train
     # Seed before building anything: the models' random init follows the seed too.
@@ -156,9 +183,12 @@ def _setup(config: RunConfig, out_dir: Path, ctx: DistContext) -> _Run:
     use_deterministic_algorithms(ctx.device)
     if ctx.distributed:
         _check_data_on_main(config, ctx)
-    inputs = prepare_run(config, out_dir, ctx.world_size)
+    inputs = prepare_run(config, out_dir, ctx.world_size, folder.resume_state)
     resolved = to_dict(config)
     if ctx.is_main:
+        folder.apply()
+        if folder.action == "fresh":
+            log.info("%s", folder.message)
         ensure_writable_dir(out_dir)
         atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     barrier(ctx)
@@ -195,6 +225,7 @@ def _resume(run: _Run) -> _Progress:
     log.info("resuming %s from iteration %d", checkpoint_path(run.out_dir), state["iteration"])
     return _Progress(iteration=state["iteration"], rows=state["log_rows"], best=state["best"],
                      skipped=state["skipped_batches"], start_iteration=state["iteration"],
+                     checkpointed=state["iteration"],
                      elapsed_before=state["wall_time_s"], train_time_before=state["train_time_s"])
 
 
@@ -309,32 +340,74 @@ def _save_checkpoint(run: _Run, progress: _Progress) -> None:
     if ctx.distributed:
         rngs = [None] * ctx.world_size
         torch.distributed.all_gather_object(rngs, rng_state())
-    if ctx.is_main:
-        save_checkpoint(run.out_dir, {
-            "config": run.resolved, "iteration": iteration,
-            "student": run.student.state_dict(), "distiller": run.distiller.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "rng": rngs, "best": progress.best,
-            "log_rows": progress.rows, "skipped_batches": progress.skipped,
-            # The sampler position is a function of the iteration (one batch per
-            # iteration, skipped ones included), recorded for readers of the file.
-            "sampler": {"epoch": iteration // run.batches_per_epoch,
-                        "batch_in_epoch": iteration % run.batches_per_epoch},
-            "wall_time_s": progress.elapsed_before + time.perf_counter() - run.started,
-            "train_time_s": progress.total_train_time,
-        })
-        atomic_write_text(run.out_dir / "log.csv", _csv_text(progress.rows))
+    with _interrupt_after():
+        if ctx.is_main:
+            with _writing(run, progress):
+                _write_checkpoint(run, progress, rngs)
+        progress.checkpointed = iteration
     barrier(ctx)
 
 
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives during the block until it ends: the checkpoint is then
+    written whole and recorded, so the interrupted run's one line names it correctly."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _write_checkpoint(run: _Run, progress: _Progress, rngs: list) -> None:
+    iteration = progress.iteration
+    save_checkpoint(run.out_dir, {
+        "config": run.resolved, "iteration": iteration, "code": provenance.code_hash(),
+        "student": run.student.state_dict(), "distiller": run.distiller.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "rng": rngs, "best": progress.best,
+        "log_rows": progress.rows, "skipped_batches": progress.skipped,
+        # The sampler position is a function of the iteration (one batch per iteration,
+        # skipped ones included), recorded for readers of the file.
+        "sampler": {"epoch": iteration // run.batches_per_epoch,
+                    "batch_in_epoch": iteration % run.batches_per_epoch},
+        "wall_time_s": progress.elapsed_before + time.perf_counter() - run.started,
+        "train_time_s": progress.total_train_time,
+    })
+    atomic_write_text(run.out_dir / "log.csv", _csv_text(progress.rows))
+
+
+@contextlib.contextmanager
+def _writing(run: _Run, progress: _Progress) -> Iterator[None]:
+    """A write that fails (disk full, a folder made read-only mid-run) is one line saying where
+    the run resumes from."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write {err.filename or run.out_dir} ({err.strerror or err}); free "
+                        f"space or fix its permissions, then {_where_it_resumes(run, progress)}") from None
+
+
 def _finish(run: _Run, progress: _Progress) -> dict:
-    """Final evaluation, last checkpoint, then model/, log.csv and metrics.json (rank 0)."""
+    """Last checkpoint, final evaluation, then model/, log.csv and metrics.json (rank 0).
+
+    The checkpoint comes first: a run that fails in the evaluation (a bad val file) or is killed
+    while writing its outputs resumes at the last iteration instead of training again.
+    """
+    if progress.start_iteration < run.config.train.iterations:
+        _save_checkpoint(run, progress)
     scores = _evaluate(run)
     _update_best(progress, scores)
-    if progress.start_iteration < run.config.train.iterations:
-        _save_checkpoint(run, progress)  # a kill while writing the outputs below resumes here
     metrics = _metrics(run, progress, scores)
     if run.ctx.is_main:
-        _write_outputs(run.out_dir, run.student, metrics, progress.rows, run.config)
+        with _writing(run, progress):
+            _write_outputs(run.out_dir, run.student, metrics, progress.rows, run.config)
     barrier(run.ctx)
     log.info("done: mIoU %.2f (best %.2f at iteration %s), %.1f s", metrics["miou"],
              progress.best["miou"], progress.best["iteration"], metrics["wall_time_s"])
@@ -378,13 +451,15 @@ def _metrics(run: _Run, progress: _Progress, scores: dict) -> dict:
         "teacher_model": run.inputs.teacher_model,
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
+        "code": provenance.code_hash(),
         "device": provenance.device_description(device),
         "threads": torch.get_num_threads(),
     }
 
 
 def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list, config: RunConfig) -> None:
-    """model/, log.csv, then metrics.json last: its presence marks a finished run."""
+    """model/, log.csv, the checkpoint renamed to final.pt (a finished run keeps no resume
+    state), then metrics.json last: its presence marks a finished run."""
     from harness.models import save_model
 
     metadata = {"dataset": config.data.name, "miou": metrics["miou"], "iterations": metrics["iterations"],
@@ -392,4 +467,5 @@ def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list,
                 "align_corners": metrics["align_corners"]}
     save_model(student, out_dir / "model", metadata)  # the folder appears whole
     atomic_write_text(out_dir / "log.csv", _csv_text(rows))
+    retire_checkpoint(out_dir)
     atomic_write_json(out_dir / "metrics.json", metrics)

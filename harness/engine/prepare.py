@@ -12,8 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from harness.config import RunConfig, to_dict
-from harness.engine.checkpoint import check_resumable, checkpoint_path, load_checkpoint
+from harness.config import RunConfig
 from harness.engine.provenance import sha256_of
 from harness.engine.seeding import side_stream
 from harness.errors import ConfigError, UserError
@@ -96,8 +95,11 @@ def resolve_teacher_folder(path: str) -> Path:
     return folder / "model" if (folder / "model").is_dir() else folder
 
 
-def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInputs:
-    """Build the models, distiller and datasets of ``config`` and check every input."""
+def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1,
+                resume_state: dict[str, Any] | None = None) -> RunInputs:
+    """Build the models, distiller and datasets of ``config`` and check every input;
+    ``resume_state`` (the run folder's checkpoint, see :mod:`harness.engine.run_folder`) is
+    passed through."""
     from harness.data import DATASETS, build_dataset, check_dataset
     from harness.methods import build_distiller, method_options
     from harness.models import MODELS, build_model, load_model
@@ -145,9 +147,6 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1) -> RunInp
         raise ConfigError(f"data.batch_size {data.batch_size} is larger than the {len(train_set)} "
                           f"training images of {data.name}; lower data.batch_size")
 
-    resume_state = load_checkpoint(out_dir)
-    if resume_state is not None:
-        check_resumable(resume_state["config"], to_dict(config), checkpoint_path(out_dir))
     return RunInputs(student=student, teacher=teacher, distiller=distiller, train_set=train_set,
                      val_set=val_set, num_classes=num_classes,
                      class_names=tuple(getattr(dataset_cls, "class_names", ())) or

@@ -1,6 +1,9 @@
-"""Where a result came from: library versions, git commit, device, file hashes, peak memory."""
+"""Where a result came from: library versions, git commit, training-code hash, device, file
+hashes, peak memory."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -42,6 +45,23 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "") if commit else "unknown"
+
+
+#: the parts of the package a training run's result depends on (reports, benchmark and CLI not)
+TRAINING_CODE = ("config.py", "registry.py", "io.py", "data", "models", "methods", "engine")
+
+
+@functools.cache
+def code_hash() -> str:
+    """A short hash of the training code's source files (:data:`TRAINING_CODE`), committed or
+    not: a run resumes only under the code that started it."""
+    root = Path(harness.__file__).resolve().parent
+    files = sorted(p for part in TRAINING_CODE
+                   for p in ([root / part] if (root / part).is_file() else (root / part).rglob("*.py")))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def device_description(device: torch.device) -> str:
