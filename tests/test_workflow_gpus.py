@@ -203,10 +203,10 @@ def test_dry_runs_pin_jobs_to_slots_and_leave_a_cpu_box_as_it_was() -> None:
     cpu = _dry_run("threads=2", fake=None)  # this machine has no nvidia-smi: no slots
     assert cpu.returncode == 0, cpu.stderr[-2000:]
     assert "harness gpu run" not in cpu.stdout
-    assert "Shell command: python -m harness train --set seed=0" in cpu.stdout
+    assert "Shell command: python -m harness train --move-stale --set seed=0" in cpu.stdout
     four = _dry_run("threads=2", fake="4")
     assert ("Shell command: python -m harness gpu run --devices 0,1,2,3 --count 1 -- python -m harness train "
-            "--set seed=0") in four.stdout
+            "--move-stale --set seed=0") in four.stdout
     # the command after the prefix is the CPU box's, byte for byte
     assert four.stdout.split("-- python -m harness train", 1)[1].split("\n")[0] == \
         cpu.stdout.split("Shell command: python -m harness train", 1)[1].split("\n")[0]

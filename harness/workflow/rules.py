@@ -57,20 +57,27 @@ def _prepare_data(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     return ["data", "prepare", plan.name, "--root", plan.cfg["root"]]
 
 
+def _train(settings: list[str]) -> list[str]:
+    """A training job's command. ``--move-stale``: a job Snakemake reruns because its params
+    changed finds the old run in its folder and moves it to ``<folder>.stale-N`` before
+    training from scratch; a job killed mid-run still resumes (engine/run_folder.py)."""
+    return ["train", "--move-stale", *set_flags(settings)]
+
+
 def _train_teacher(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     settings = plan.train_settings(wildcards["teacher"], int(wildcards["seed"]), as_teacher=True)
-    return ["train", *set_flags(settings)]
+    return _train(settings)
 
 
 def _train_student(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
-    return ["train", *set_flags(plan.train_settings(wildcards["student"], int(wildcards["seed"])))]
+    return _train(plan.train_settings(wildcards["student"], int(wildcards["seed"])))
 
 
 def _distill(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     pair, variant = plan.variant(f"{wildcards['teacher']}__{wildcards['student']}", wildcards["variant"])
     settings = plan.train_settings(pair.student, int(wildcards["seed"]), teacher=pair.teacher,
                                    variant=variant)
-    return ["train", *set_flags(settings)]
+    return _train(settings)
 
 
 def _import_teacher(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
