@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from harness import IGNORE_INDEX
-from harness.data.base import DATASETS
+from harness.data.base import DATASETS, hex_palette
 from harness.data.files import Pair, PairedDataset, identity_label_map, pairs_by_stem, require_dir
 
 CLASS_NAMES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",
                "pedestrian", "bicyclist")
+#: the 11-class colours of the SegNet CamVid release (its label images' legend)
+PALETTE = hex_palette("808080 800000 c0c080 804080 3c28de 808000 c08080 404080 400080 404000 0080c0")
 VOID = 11
 
 
@@ -33,6 +35,7 @@ class CamVid(PairedDataset):
     name = "camvid"
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
+    palette = PALETTE
     layout = "{train,val,test}/*.png + {train,val,test}annot/*.png"
     splits = ("train", "val", "test")
     label_map = camvid_table()

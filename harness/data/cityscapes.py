@@ -16,12 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS
+from harness.data.base import DATASETS, hex_palette
 from harness.data.files import IGNORE_INDEX, INVALID, Pair, PairedDataset, identity_label_map, require_dir
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
                "bus", "train", "motorcycle", "bicycle")
+#: trainId colours of cityscapesScripts labels.py (the official palette)
+PALETTE = hex_palette(
+    "804080 f423e8 464646 66669c be9999 999999 faaa1e dcdc00 6b8e23 98fb98"
+    " 4682b4 dc143c ff0000 00008e 000046 003c64 005064 0000e6 770b20")
 #: labelId -> trainId for the 19 evaluated classes (cityscapesScripts labels.py)
 LABEL_ID_TO_TRAIN_ID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
                         24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
@@ -53,6 +57,7 @@ class Cityscapes(PairedDataset):
     name = "cityscapes"
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
+    palette = PALETTE
     layout = ("leftImg8bit/{train,val}/<city>/*_leftImg8bit.png + "
               "gtFine/{train,val}/<city>/*_gtFine_labelIds.png (or *_gtFine_labelTrainIds.png)")
     splits = ("train", "val")

@@ -12,14 +12,17 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="prepare or check a dataset folder")
+    data = subparsers.add_parser("data", help="prepare or check a dataset folder",
+                                 description="Prepare (toycity: generate) or check a dataset folder.")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     names = DATASETS.names()
 
     prepare = actions.add_parser(
         "prepare", help="make a dataset ready: generate toycity (seeded), then read and check "
-        "every file as `data check` does")
-    prepare.add_argument("name", choices=names)
+        "every file as `data check` does", epilog="""examples:
+  python -m harness data prepare toycity --root data/toycity
+  python -m harness data prepare cityscapes --root /data/cityscapes   # checks every file only""")
+    prepare.add_argument("name", choices=names, help="dataset name")
     prepare.add_argument("--root", required=True, help="dataset folder")
     defaults = ToyCityParams()
     prepare.add_argument("--seed", type=int, help=f"toycity generator seed (default {defaults.seed})")
@@ -32,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="read and check every file of a split (layout, pairing, decoding, sizes, "
         "label values)", description="Reads every image and label of the splits (on a few threads, "
-        "with a progress bar on a terminal); the first bad file is named in one line, exit 2.")
-    check.add_argument("name", choices=names)
+        "with a progress bar on a terminal); the first bad file is named in one line, exit 2.",
+        epilog="""example:
+  python -m harness data check cityscapes --root /data/cityscapes --split val""")
+    check.add_argument("name", choices=names, help="dataset name")
     check.add_argument("--root", required=True, help="dataset folder")
     check.add_argument("--split", action="append", help="split to check (repeatable; default train and val)")
     check.set_defaults(func=run_check)

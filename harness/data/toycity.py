@@ -50,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from harness import IGNORE_INDEX
-from harness.data.base import DATASETS
+from harness.data.base import DATASETS, hex_palette
 from harness.data.files import Pair, PairedDataset, identity_label_map, pairs_by_stem, require_dir
 from harness.errors import DataError
 from harness.io import atomic_write_json
@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "vegetation", "terrain", "pole", "sign",
                "person", "car")
+#: the Cityscapes colours of the same classes (sign: traffic sign), so figures read alike
+PALETTE = hex_palette("4682b4 464646 804080 f423e8 6b8e23 98fb98 999999 dcdc00 dc143c 00008e")
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, TERRAIN, POLE, SIGN, PERSON, CAR = range(10)
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
@@ -492,6 +494,8 @@ class ToyCity(PairedDataset):
     name = "toycity"
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
+    palette = PALETTE
+    pretrained_expected = False  # a from-scratch CPU demo
     layout = ("images/{train,val}/*.png + labels/{train,val}/*.png + manifest.json "
               "(made by `python -m harness data prepare toycity --root R`)")
     splits = ("train", "val")

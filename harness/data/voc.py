@@ -22,6 +22,24 @@ from harness.errors import DataError
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
                "sheep", "sofa", "train", "tvmonitor")
+
+
+def voc_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """The VOCdevkit colour map (``labelcolormap.m``): the bits of the class index, three at a
+    time, fill R, G and B from the most significant bit down."""
+    colours = []
+    for index in range(count):
+        r = g = b = 0
+        value = index
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
 LABEL_FOLDERS = {"train_aug": "SegmentationClassAug", "val": "SegmentationClass",
                  "train": "SegmentationClass"}
 
@@ -31,6 +49,8 @@ class PascalVOC(PairedDataset):
     name = "voc"
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
+    palette = voc_palette(len(CLASS_NAMES))
+    ignore_colour = (224, 224, 192)  # the boundary band's colour in VOC's label PNGs
     layout = ("JPEGImages/*.jpg + SegmentationClassAug/*.png (train_aug) + SegmentationClass/*.png "
               "(val) + ImageSets/Segmentation/{train_aug,val}.txt")
     splits = ("train_aug", "val", "train")

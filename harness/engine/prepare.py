@@ -91,8 +91,9 @@ def _named(kind: str, key: str, build: Any) -> Any:
 
 def resolve_teacher_folder(path: str) -> Path:
     """A teacher model is a saved-model folder or a run folder holding ``model/``."""
-    folder = Path(path)
-    return folder / "model" if (folder / "model").is_dir() else folder
+    from harness.models.saved import model_folder
+
+    return model_folder(path)
 
 
 def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1,

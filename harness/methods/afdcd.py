@@ -158,6 +158,8 @@ def generator_parameters(teacher_channels: int) -> int:
 class AfDCD(Distiller):
     """Masked feature generation + omni-contrast on c4 (see the module docstring)."""
 
+    label = "Af-DCD"
+
     Options = AfDCDOptions
     max_grad_norm = 15.0  # Af-DCD clips the loss-module grad-norm at 15
     presets: dict[str, dict[str, Any]] = {

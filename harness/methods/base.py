@@ -30,7 +30,9 @@ class Distiller(nn.Module):
     """Base class for a distillation method.
 
     Subclasses set ``Options`` (a frozen dataclass), ``presets`` (name -> overrides),
-    ``family_defaults`` and ``needs_teacher``; they implement :meth:`forward`.
+    ``family_defaults`` and ``needs_teacher``; they implement :meth:`forward`. ``label`` and
+    ``preset_labels`` are the names tables and figures print (the registered name and the preset
+    name by default).
     """
 
     Options: ClassVar[type] = Options
@@ -39,6 +41,8 @@ class Distiller(nn.Module):
     #: the student's architecture, e.g. CIRKD's SegFormer-student script); after construction
     #: ``self.options`` holds the resolved values.
     family_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    label: ClassVar[str | None] = None
+    preset_labels: ClassVar[dict[str, str]] = {}
     needs_teacher: ClassVar[bool] = True
     #: If set, the engine clips the grad-norm of this module's own parameters to this value
     #: (Af-DCD clips its loss-module parameters at 15) before the optimiser step.

@@ -24,6 +24,8 @@ class Options(BaseOptions):
 class Baseline(Distiller):
     """No teacher, no extra parameters, no loss terms."""
 
+    label = "student alone"
+
     Options = Options
     presets = {}
     needs_teacher = False

@@ -333,6 +333,8 @@ def enqueue(pixel_queue: torch.Tensor, pixel_ptr: torch.Tensor, region_queue: to
 class CIRKD(Distiller):
     """Cross-image relational KD (see the module docstring)."""
 
+    label = "CIRKD"
+
     Options = CIRKDOptions
     presets: dict[str, dict[str, Any]] = {
         "cityscapes": {},  # the reference defaults

@@ -67,6 +67,8 @@ def cwd_loss(map_s: torch.Tensor, map_t: torch.Tensor, tau: float = 1.0,
 class CWD(Distiller):
     """CWD on logits (+ decoder feature when ``feature_weight > 0``)."""
 
+    label = "CWD"
+
     Options = Options
     presets = {
         "cirkd": {"tau": 4.0},  # the CIRKD codebase: weights by the student's family

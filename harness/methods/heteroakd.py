@@ -223,6 +223,10 @@ def _resolve(stages: tuple[int, ...], info: ModelInfo, side: str) -> list[int]:
 class HeteroAKD(Distiller):
     """Projectors per stage pair, KMM, KEM, weighted soft CE, plus ``lambda1 * L_kd``."""
 
+    label = "HeteroAKD"
+    preset_labels = {"full": "full", "no_kmm": "w/o KMM", "no_kem": "w/o KEM",
+                     "no_both": "w/o KMM, KEM", "kd_only": "L_kd only"}
+
     Options = Options
     presets = {
         "full": {},

@@ -65,6 +65,8 @@ def kd_on_outputs(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch.
 class KD(Distiller):
     """Pixel KD on the final logits; no trainable parameters."""
 
+    label = "KD"
+
     Options = Options
     presets = {
         "reference": {},  # CIRKD / Af-DCD (Cityscapes, VOC, CamVid)

@@ -69,6 +69,8 @@ def ofa_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch.Tenso
 class OFA(Distiller):
     """Per-stage logits heads + final logits, all imitating the teacher's final logits."""
 
+    label = "OFA"
+
     Options = Options
     presets = {"reference": {}}
 

@@ -236,13 +236,20 @@ def read_model_config(config_file: Path) -> dict:
     return config
 
 
+def model_folder(path: str | Path) -> Path:
+    """A saved-model folder, or a run folder holding one in ``model/``: the model folder."""
+    folder = Path(path)
+    return folder / "model" if (folder / "model").is_dir() else folder
+
+
 def load_model(folder: str | Path, *, expect_name: str | None = None,
                expect_num_classes: int | None = None, expect_dataset: str | None = None,
                builder: Callable[[str, int], SegModel] | None = None) -> tuple[SegModel, dict]:
     """Rebuild the model saved in ``folder`` and load its weights; returns (model in eval mode,
-    config dict). Refuses (CheckpointError) a missing folder/file, or a saved model whose name,
-    class count or dataset differs from the expected ones."""
-    folder = Path(folder)
+    config dict). ``folder`` is a saved model or a run folder holding one (:func:`model_folder`).
+    Refuses (CheckpointError) a missing folder/file, or a saved model whose name, class count or
+    dataset differs from the expected ones."""
+    folder = model_folder(folder)
     config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for file in (config_file, weights_file):
         if not file.is_file():
