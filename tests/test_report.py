@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from harness.errors import DataError
-from harness.report import cka, plots, published, tables
+from harness.models.complexity import Complexity
+from harness.report import cka, pivot, plots, published, tables
 from harness.report.compare import compare_text
+from harness.report.curves import build_curves
 from harness.report.runs import load_run, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +56,17 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
     rec = tmp_path / "published.csv"
     rec.write_text("dataset,split,teacher,student,method,miou,source,note\n"
                    f"toycity,val,{T},{S},kd,60.5,a paper,\n"
+                   f"toycity,val,{T},{S},baseline,58.0,a paper,\n"
                    f"toycity,val,,{T},teacher,80.0,a paper,\n")
+    # cwd has the steady measurement (the method timed alone); kd only the full-step ratio
     cost = pd.DataFrame({"teacher": [T, T], "student": [S, S], "method": ["kd", "cwd"],
-                         "preset": [None, "cirkd"], "overhead": [1.07, 1.21]})
+                         "preset": [None, "cirkd"], "overhead": [1.07, 0.46],
+                         "overhead_alone": [float("nan"), 1.21]})
+    sizes = {S: Complexity(0.44, 0.11, (64, 128)), T: Complexity(0.69, 0.52, (64, 128))}
     frame = tables.build_table(load_runs(grid_runs), [tables.PairSpec(T, S, "heterogeneous")],
                                ["baseline", "kd", "cwd"], teacher_miou={T: 70.0},
-                               published=published.load_published(rec), cost=cost)
+                               published=published.load_published(rec), cost=cost,
+                               complexity=sizes.get, scale="smoke", pretrained_expected=True)
     assert list(frame.columns) == tables.TABLE_COLUMNS
     base, kd, cwd = (frame.iloc[i] for i in range(3))
     assert (base.method, base.miou_mean, base.miou_std, base.n_seeds, base.delta) == (
@@ -75,23 +82,44 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
     assert kd.seeds == "0 1 2" and kd.teacher_miou == 70.0 and kd.kind == "heterogeneous"
     assert (kd.published_miou, kd.published_source) == (60.5, "a paper")
     assert kd.published_teacher_miou == 80.0 and kd.overhead == pytest.approx(1.07)
-    assert kd.notes == "terms loss_kd"
-    assert math.isnan(base.overhead) and math.isnan(base.published_miou)
+    assert kd.published_delta == pytest.approx(2.5)  # 60.5 - 58.0
+    assert kd.notes == "terms loss_kd; " + tables.RANDOM_INIT_NOTE
+    assert (kd.student_params_m, kd.student_gflops, kd.teacher_params_m, kd.teacher_gflops) == (0.44, 0.11, 0.69, 0.52)
+    assert kd.flops_size == "64x128" and kd.scale == "smoke"
+    assert math.isnan(base.overhead) and base.published_miou == 58.0 and math.isnan(base.published_delta)
     # one seed: no std, delta still the difference of means
     assert cwd.n_seeds == 1 and math.isnan(cwd.miou_std) and cwd.delta == pytest.approx(-1.0)
     assert math.isnan(cwd.delta_lo) and math.isnan(base.delta_lo)
     assert cwd.overhead == pytest.approx(1.21)
-    assert cwd.notes == "preset cirkd; terms loss_cwd_logits loss_cwd_feature"
+    assert cwd.notes.startswith("preset cirkd; terms loss_cwd_logits loss_cwd_feature; student from")
+    assert math.isnan(cwd.published_delta)  # no published cwd figure
 
     out = tmp_path / "out" / "table_toycity.csv"
-    tables.write_frame(frame, out, md=tables.table_markdown(frame))
+    tables.write_frame(frame, out)
     back = pd.read_csv(out)
     assert back.miou_std.iloc[1] == pytest.approx(1.7321) and math.isnan(back.miou_std.iloc[2])
-    md = {line.split("|")[5].strip(): [c.strip() for c in line.split("|")[1:-1]]
-          for line in out.with_suffix(".md").read_text().splitlines()[2:5]}
-    # method: mIoU mean +- std, n, the delta with its interval (marked: it excludes 0)
-    assert md["kd"][5:8] == ["55.00 +- 1.73", "3", "+3.00 [+0.52, +5.48] *"]
-    assert md["cwd"][5:8] == ["51.00", "1", "-1.00"] and md["baseline"][7] == ""
+
+
+def test_pivot_markdown_and_latex_by_hand(tmp_path: Path, grid_runs: list[Path]) -> None:
+    sizes = {S: Complexity(0.44, 0.113, (64, 128)), T: Complexity(0.69, 0.52, (64, 128))}
+    frame = tables.build_table(load_runs(grid_runs), [tables.PairSpec(T, S, "heterogeneous")],
+                               ["baseline", "kd", "cwd"], teacher_miou={T: 70.0}, complexity=sizes.get)
+    table = pivot.build_pivot(frame, {"kd": "KD", "cwd": "CWD"})
+    assert table.header == ["teacher -> student", "kind", "params (M)", "GFLOPs", "n", "alone", "KD", "CWD"]
+    assert table.rows == [
+        [f"{T} (teacher)", "", "0.69", "0.52", "1", "70.00", "", ""],
+        # kd: mean 55, std sqrt(3), delta +3 with paired std 1; cwd: one seed, delta -1
+        # the kd delta's 95% interval [+0.52, +5.48] excludes 0: starred
+        [f"{T} -> {S}", "hetero", "0.44", "0.113", "3", "52.00 ± 2.00", "55.00 ± 1.73 (+3.00 ± 1.00)*",
+         "51.00 (-1.00) [n=1]"],
+    ]
+    markdown = pivot.to_markdown(table)
+    assert markdown.splitlines()[0] == "| teacher -> student | kind | params (M) | GFLOPs | n | alone | KD | CWD |"
+    assert "mean ± std over n seeds" in markdown and "64x128" in markdown and "*: the 95%" in markdown
+    latex = pivot.to_latex(table)
+    assert r"deeplabv3\_small $\rightarrow$ segformer\_tiny & hetero" in latex
+    assert r"55.00 $\pm$ 1.73 (+3.00 $\pm$ 1.00)*" in latex
+    assert latex.count(r"\midrule") == 2 and latex.startswith(r"\begin{tabular}{llrrrrrr}")
 
 
 def test_table_refuses_missing_cells_mixed_settings_and_protocols(tmp_path: Path, grid_runs) -> None:
@@ -127,9 +155,12 @@ def test_ablation_by_hand(tmp_path: Path) -> None:
             runs.append(write_run(tmp_path / f"{preset}{seed}", miou=value, method="heteroakd",
                                   preset=preset, seed=seed))
     frame = tables.build_ablation(load_runs(runs), [tables.PairSpec(T, S, "heterogeneous")],
-                                  "heteroakd", ["full", "no_kmm", "kd_only"])
+                                  "heteroakd", ["full", "no_kmm", "kd_only"], {"no_kmm": "w/o KMM"})
     assert list(frame.columns) == tables.ABLATION_COLUMNS
     assert list(frame.variant) == ["full", "no_kmm", "kd_only"]
+    assert list(frame.label) == ["full", "w/o KMM", "kd_only"]
+    # paired deltas: full 5, 5 -> std 0; no_kmm 4, 2 -> std sqrt(2); kd_only 1, 1 -> 0
+    assert list(frame.delta_std) == pytest.approx([0.0, math.sqrt(2.0), 0.0])
     assert list(frame.miou_mean) == [46.0, 44.0, 42.0]
     assert frame.miou_std.iloc[0] == pytest.approx(math.sqrt(2.0)) and frame.miou_std.iloc[1] == 0.0
     assert list(frame.delta) == [5.0, 3.0, 1.0]  # baseline mean 41
@@ -218,34 +249,106 @@ def test_stage_cka_pools_to_a_common_grid_and_is_one_for_the_same_model() -> Non
 def test_cka_and_qualitative_figures_write_pngs(tmp_path: Path) -> None:
     frame = pd.DataFrame([
         {"dataset": "toycity", "teacher": "a", "student": "b", "kind": k, "teacher_stage": i,
-         "student_stage": j, "cka": 0.1 * (i + j) + (0.3 if k == "homogeneous" else 0.0)}
-        for k in ("heterogeneous", "homogeneous") for i in range(4) for j in range(4)])
+         "student_stage": j, "cka": 0.1 * (i + j) + (0.3 if k == "homogeneous" else 0.0), "images": 8}
+        for k in ("heterogeneous", "homogeneous") for i in range(4) for j in range(3)])
     plots.cka_figure(frame, tmp_path / "cka.png")
     image = np.random.default_rng(0).normal(size=(3, 8, 16))
     label = np.zeros((8, 16), dtype=np.int64)
-    label[0, 0] = 255
-    rgb = plots.colourise(label, 3)
-    assert rgb[0, 0].tolist() == [0.0, 0.0, 0.0] and rgb.shape == (8, 16, 3)
+    label[0, 0], label[1, 1] = 255, 2
+    palette = ((10, 20, 30), (0, 0, 0), (255, 0, 51))
+    rgb = plots.colourise(label, palette, ignore_colour=(224, 224, 192))
+    assert rgb.shape == (8, 16, 3)
+    assert rgb[0, 0].tolist() == pytest.approx([224 / 255, 224 / 255, 192 / 255])
+    assert rgb[1, 1].tolist() == pytest.approx([1.0, 0.0, 0.2]) and rgb[2, 2].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
     shown = plots.display_image(image)
     assert shown.min() == 0.0 and shown.max() == 1.0
-    plots.qualitative_figure([shown], [label], {"teacher": [label], "kd": [label]}, 3, tmp_path / "q.png")
+    plots.qualitative_figure([shown], [label], {"teacher": [label], "kd": [label]}, ("a", "b", "c"), palette,
+                             tmp_path / "q.png")
     for name in ("cka.png", "q.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_text_colour_contrasts_with_the_cell() -> None:
+    assert plots.text_colour((1.0, 1.0, 1.0)) == "black" and plots.text_colour((0.0, 0.0, 0.3)) == "white"
+    assert plots.text_colour((1.0, 1.0, 0.0)) == "black"  # yellow: luminance 0.93
+
+
+def test_official_palettes_have_one_colour_per_class() -> None:
+    from harness.data import DATASETS
+
+    for name in DATASETS.names():
+        cls = DATASETS.get(name)
+        assert len(cls.palette) == cls.num_classes == len(cls.class_names), name
+        assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in cls.palette), name
+    # spot checks against the published colour tables
+    assert DATASETS.get("cityscapes").palette[0] == (128, 64, 128)  # road
+    assert DATASETS.get("cityscapes").palette[18] == (119, 11, 32)  # bicycle
+    voc = DATASETS.get("voc").palette
+    assert voc[:4] == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0)) and voc[15] == (192, 128, 128)
+    ade = DATASETS.get("ade20k").palette
+    assert ade[0] == (120, 120, 120) and ade[149] == (92, 0, 255) and len(set(ade)) >= 140
+
+
+def _write_log(folder: Path, rows: list[dict]) -> None:
+    pd.DataFrame(rows).to_csv(folder / "log.csv", index=False)
+
+
+def test_curves_bin_losses_and_keep_evaluations(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "b0", miou=40.0, method="baseline")
+    kd = write_run(tmp_path / "kd0", miou=42.0, method="kd")
+    _write_log(base, [{"iteration": i, "lr": 0.1, "loss_task": float(i), "loss_aux": 1.0,
+                       "loss_total": float(i) + 1.0, "val_miou": 30.0 if i == 4 else None} for i in range(1, 5)])
+    _write_log(kd, [{"iteration": i, "lr": 0.1, "loss_task": 2.0, "loss_kd": 0.5 * i,
+                     "loss_total": 2.0 + 0.5 * i} for i in range(1, 5)])
+    frame = build_curves(load_runs([base, kd]), [tables.PairSpec(T, S)], ["baseline", "kd"], bins=2)
+    got = {(r.method, r.term, r.iteration): r.value for r in frame.itertuples()}
+    # two bins of two iterations, labelled by their last iteration; aux is not a method term
+    assert got == {("baseline", "loss_task", 2): 1.5, ("baseline", "loss_task", 4): 3.5,
+                   ("baseline", "val_miou", 4): 30.0,
+                   ("kd", "loss_task", 2): 2.0, ("kd", "loss_task", 4): 2.0,
+                   ("kd", "loss_distill", 2): 0.75, ("kd", "loss_distill", 4): 1.75}
+    plots.curves_figure(frame, tmp_path / "curves.png", {"kd": "KD"})
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    (kd / "log.csv").unlink()
+    with pytest.raises(DataError, match="log.csv does not exist"):
+        build_curves(load_runs([base, kd]), [tables.PairSpec(T, S)], ["baseline", "kd"])
 
 
 def test_compare_prints_ours_beside_published(tmp_path: Path) -> None:
     frame = pd.DataFrame([
         {"dataset": "cityscapes", "teacher": "segformer_b4", "student": "deeplabv3_mbv2",
-         "method": "heteroakd", "miou_mean": 70.0, "miou_std": 0.5, "n_seeds": 3,
-         "published_miou": 74.91, "published_source": "HeteroAKD paper"},
+         "method": "baseline", "miou_mean": 69.0, "miou_std": 0.2, "n_seeds": 3, "delta": 0.0,
+         "delta_std": float("nan"), "published_miou": 73.92, "published_source": "HeteroAKD paper",
+         "published_delta": float("nan"), "scale": "full", "iterations": 40000, "val_images": 500,
+         "val_subset": False},
         {"dataset": "cityscapes", "teacher": "segformer_b4", "student": "deeplabv3_mbv2",
-         "method": "kd", "miou_mean": 69.0, "miou_std": float("nan"), "n_seeds": 1,
-         "published_miou": float("nan"), "published_source": float("nan")}])
+         "method": "heteroakd", "miou_mean": 70.0, "miou_std": 0.5, "n_seeds": 3, "delta": 1.0,
+         "delta_std": 0.25, "published_miou": 74.91, "published_source": "HeteroAKD paper",
+         "published_delta": 0.99, "scale": "full", "iterations": 40000, "val_images": 500,
+         "val_subset": False},
+        {"dataset": "cityscapes", "teacher": "segformer_b4", "student": "deeplabv3_mbv2",
+         "method": "kd", "miou_mean": 69.0, "miou_std": float("nan"), "n_seeds": 1, "delta": 0.5,
+         "delta_std": float("nan"), "published_miou": float("nan"), "published_source": float("nan"),
+         "published_delta": float("nan"), "scale": "full", "iterations": 40000, "val_images": 500,
+         "val_subset": False}])
     table = tmp_path / "table.csv"
     frame.to_csv(table, index=False)
     text = compare_text(table)
-    assert "70.00 +- 0.50 (n=3)" in text and "74.91" in text and "-4.91" in text
-    assert "69.00 (n=1)" in text and "1 of 2 rows of cityscapes" in text
+    lines = text.splitlines()
+    hetero = next(line for line in lines if "heteroakd" in line)
+    assert "70.00 ± 0.50 (n=3)" in hetero and "+1.00 ± 0.25" in hetero and "74.91" in hetero
+    assert "+0.99" in hetero and "-4.91" in hetero and "40000" in hetero and "500" in hetero
+    assert "69.00 (n=1)" in text and "2 of 3 rows of cityscapes" in text and "!" not in text
+    # smoke scale and a val subset are marked, and the marks explained
+    frame["scale"], frame["val_subset"], frame["val_images"] = "smoke", True, 4
+    frame.to_csv(table, index=False)
+    text = compare_text(table)
+    assert "(n=3) !" in text and "4 (subset)" in text and "not a result" in text
+    # a dataset without published rows: ours only, no empty columns
+    frame["published_miou"], frame["published_delta"] = float("nan"), float("nan")
+    frame.to_csv(table, index=False)
+    text = compare_text(table)
+    assert "published" not in text.splitlines()[0] and "no published figures for cityscapes" in text
     with pytest.raises(DataError, match="does not exist"):
         compare_text(tmp_path / "missing.csv")
 

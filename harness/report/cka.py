@@ -57,8 +57,9 @@ def stage_cka(feats_t: list[list[torch.Tensor]], feats_s: list[list[torch.Tensor
 
 
 def pair_cka(teacher: str | Path, student: str | Path, dataset: str, root: str | Path, split: str,
-             images: int) -> tuple[str, str, list[list[float]]]:
-    """(teacher name, student name, stage CKA matrix) of two saved models on a few val images."""
+             images: int) -> tuple[str, str, str, list[list[float]]]:
+    """(teacher name, student name, kind, stage CKA matrix) of two saved models (or run folders)
+    on a few val images; kind is heterogeneous when the model families differ."""
     from harness.report import samples as S
 
     model_t, model_s = S.load(teacher, dataset), S.load(student, dataset)
@@ -66,4 +67,5 @@ def pair_cka(teacher: str | Path, student: str | Path, dataset: str, root: str |
     for sample in S.load_samples(dataset, root, split, images):
         feats_t.append([f.cpu() for f in S.forward(model_t, sample).features])
         feats_s.append([f.cpu() for f in S.forward(model_s, sample).features])
-    return model_t.info.name, model_s.info.name, stage_cka(feats_t, feats_s)
+    kind = "homogeneous" if model_t.info.family == model_s.info.family else "heterogeneous"
+    return model_t.info.name, model_s.info.name, kind, stage_cka(feats_t, feats_s)

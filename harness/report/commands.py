@@ -1,4 +1,4 @@
-"""CLI: ``python -m harness report table|ablation|sensitivity|readings|claims|cka|qualitative``,
+"""CLI: ``python -m harness report table|ablation|sensitivity|readings|claims|cka|qualitative|curves``,
 ``python -m harness compare TABLE`` and ``python -m harness record --runs DIR --out DIR``.
 
 The workflow's report rules call these; each also runs by hand on any set of run folders.
@@ -29,18 +29,11 @@ def _out_csv(path: str) -> Path:
     return out
 
 
-def _cmd_table(args: argparse.Namespace) -> int:
+def _teacher_miou(tokens: list[str]) -> dict[str, float]:
     import json
 
-    import pandas as pd
-
-    from harness.report import published, tables
-    from harness.report.runs import load_runs
-
-    out = _out_csv(args.out)
-    pairs = [tables.PairSpec.parse(t) for t in args.pairs]
     teacher_miou = {}
-    for token in args.teacher_eval:
+    for token in tokens:
         name, sep, path = token.partition("=")
         if not sep:
             raise ConfigError(f"--teacher-eval {token!r} must look like TEACHER=eval.json")
@@ -49,19 +42,62 @@ def _cmd_table(args: argparse.Namespace) -> int:
         except (OSError, KeyError, ValueError) as err:
             raise DataError(f"teacher evaluation {path} is unreadable or has no 'miou' ({err}); rerun "
                             "eval_teacher") from None
+    return teacher_miou
+
+
+def _read_cost(path: str | None):
+    import pandas as pd
+
+    if not path or not Path(path).is_file():
+        return None
+    cost = pd.read_csv(path)
+    if not {"teacher", "student", "method", "overhead"} <= set(cost.columns):
+        raise DataError(f"cost table {path} lacks teacher/student/method/overhead columns; rebuild "
+                        "it with python -m harness bench")
+    return cost
+
+
+def _complexity(runs: list, dataset: str):
+    """model name -> parameters and GFLOPs at the runs' training crop (None without a crop)."""
+    from harness.data import dataset_class
+    from harness.models.complexity import model_complexity
+
+    num_classes = dataset_class(dataset).num_classes
+    crop = next((r.crop for r in runs if r.crop), None)
+    return lambda name: model_complexity(name, num_classes, tuple(crop)) if crop else None
+
+
+def method_labels(methods: list[str]) -> dict[str, str]:
+    """The printed name of each registered method (its ``label``)."""
+    from harness.methods import METHODS
+
+    return {m: METHODS.get(m).label or m for m in methods if m in METHODS}
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from harness.data import dataset_class
+    from harness.io import atomic_write_text
+    from harness.report import pivot, published, tables
+    from harness.report.runs import load_runs
+
+    out = _out_csv(args.out)
+    pairs = [tables.PairSpec.parse(t) for t in args.pairs]
+    runs = load_runs(args.runs)
+    dataset = runs[0].dataset if runs else ""
+    if args.dataset and any(r.dataset != args.dataset for r in runs):
+        raise DataError(f"the runs are of dataset {dataset}, not --dataset {args.dataset}")
     figures = published.load_published(args.published) if args.published else None
-    cost = None
-    if args.cost and Path(args.cost).is_file():
-        cost = pd.read_csv(args.cost)
-        if not {"teacher", "student", "method", "overhead"} <= set(cost.columns):
-            raise DataError(f"cost table {args.cost} lacks teacher/student/method/overhead columns; rebuild "
-                            "it with python -m harness bench")
-    frame = tables.build_table(load_runs(args.runs), pairs, _csv_list(args.methods),
-                               teacher_miou=teacher_miou, split=args.split, published=figures, cost=cost)
-    if args.dataset and (frame.dataset != args.dataset).any():
-        raise DataError(f"the runs are of dataset {frame.dataset.iloc[0]}, not --dataset {args.dataset}")
-    tables.write_frame(frame, out, md=tables.table_markdown(frame))
-    log.info("wrote %s and %s (%d rows)", out, out.with_suffix(".md"), len(frame))
+    frame = tables.build_table(
+        runs, pairs, _csv_list(args.methods), teacher_miou=_teacher_miou(args.teacher_eval),
+        split=args.split, published=figures, cost=_read_cost(args.cost),
+        complexity=_complexity(runs, dataset) if runs else None, scale=args.scale,
+        pretrained_expected=bool(runs) and dataset_class(dataset).pretrained_expected)
+    table = pivot.build_pivot(frame, method_labels(list(frame.method.unique())))
+    tables.write_frame(frame, out)
+    atomic_write_text(out.with_suffix(".md"), pivot.to_markdown(table))
+    atomic_write_text(out.with_suffix(".tex"), pivot.to_latex(table))
+    log.info("wrote %s (%d rows) and its pivot %s, %s", out, len(frame), out.with_suffix(".md"),
+             out.with_suffix(".tex"))
     return 0
 
 
@@ -70,10 +106,13 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
+    from harness.methods import METHODS
+
+    labels = METHODS.get(args.method).preset_labels if args.method in METHODS else {}
     frame = tables.build_ablation(load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs],
-                                  args.method, _csv_list(args.presets))
+                                  args.method, _csv_list(args.presets), labels)
     tables.write_frame(frame, out)
-    plots.ablation_figure(frame, out.with_suffix(".png"))
+    plots.ablation_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
     log.info("wrote %s and %s", out, out.with_suffix(".png"))
     return 0
 
@@ -89,7 +128,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     frame = tables.build_sensitivity(load_runs(args.runs), tables.PairSpec.parse(args.pair),
                                      args.method, (axes[0], axes[1]))
     tables.write_frame(frame, out)
-    plots.sensitivity_figure(frame, out.with_suffix(".png"))
+    plots.sensitivity_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
     log.info("wrote %s and %s", out, out.with_suffix(".png"))
     return 0
 
@@ -149,6 +188,14 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_seed(folder: str) -> int:
+    """The seed a saved model (or a run folder's model) was trained with; 0 when not recorded."""
+    from harness.models.saved import CONFIG_FILE, model_folder, read_model_config
+
+    seed = read_model_config(model_folder(folder) / CONFIG_FILE).get("seed", 0)
+    return seed if isinstance(seed, int) else 0
+
+
 def _cmd_cka(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -160,13 +207,11 @@ def _cmd_cka(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {png} must end in .png (the CSV is written beside it)")
     _out_csv(str(png.with_suffix(".csv")))
     rows = []
-    for tokens in args.pair:
-        if len(tokens) not in (3, 4) or (len(tokens) == 4 and not tokens[3].isdigit()):
-            raise ConfigError(f"--pair {' '.join(tokens)} must be KIND TEACHER_MODEL "
-                              "STUDENT_MODEL [SEED] (SEED: the student's seed, default 0)")
-        kind, teacher, student = tokens[:3]
-        seed = int(tokens[3]) if len(tokens) == 4 else 0
-        name_t, name_s, matrix = pair_cka(teacher, student, args.dataset, args.root, args.split, args.images)
+    for token in args.pair:
+        spec = tables.PairSpec.parse(token)
+        name_t, name_s, kind, matrix = pair_cka(spec.teacher, spec.student, args.dataset, args.root,
+                                                args.split, args.images)
+        kind, seed = spec.kind or kind, _model_seed(spec.student)
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 rows.append({"dataset": args.dataset, "teacher": name_t, "student": name_s, "kind": kind,
@@ -180,30 +225,64 @@ def _cmd_cka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_label(folder: str) -> str:
+    """A run folder's method, preset and seed (from its metrics.json), else the folder's name."""
+    from harness.report.runs import load_run
+
+    if (Path(folder) / "metrics.json").is_file():
+        run = load_run(folder)
+        return " ".join(filter(None, (run.method, run.preset, f"seed {run.seed}")))
+    return Path(folder.rstrip("/")).name
+
+
+def _model_tokens(tokens: list[str]) -> dict[str, str]:
+    """``[LABEL=]FOLDER`` -> {label: folder}; the label defaults to :func:`_default_label`."""
+    models = {}
+    for token in tokens:
+        label, sep, folder = token.partition("=")
+        if not sep:
+            label, folder = _default_label(token), token
+        if not label or not folder:
+            raise ConfigError(f"--model {token!r} must look like [LABEL=]FOLDER (a run or saved-model folder)")
+        models[label] = folder
+    return models
+
+
 def _cmd_qualitative(args: argparse.Namespace) -> int:
+    from harness.data import dataset_class
     from harness.report import plots
     from harness.report import samples as S
 
     png = Path(args.out)
     if png.suffix != ".png":
         raise ConfigError(f"--out {png} must end in .png")
-    models = {}
-    for token in args.model:
-        label, sep, folder = token.partition("=")
-        if not sep:
-            raise ConfigError(f"--model {token!r} must look like LABEL=MODEL_FOLDER")
-        models[label] = S.load(folder, args.dataset)
+    cls = dataset_class(args.dataset)
+    models = {label: S.load(folder, args.dataset) for label, folder in _model_tokens(args.model).items()}
     chosen = S.load_samples(args.dataset, args.root, args.split, args.images)
     if not chosen:
         raise DataError(f"split {args.split} of {args.root} has no images")
-    num_classes = next(iter(models.values())).info.num_classes
-    predictions = {label: [S.predict(m, s).numpy() for s in chosen] for label, m in models.items()}
-    names = {label: m.info.name for label, m in models.items()}
+    predictions = {f"{label}\n({m.info.name})": [S.predict(m, s).numpy() for s in chosen]
+                   for label, m in models.items()}
     plots.qualitative_figure([plots.display_image(s.image.numpy()) for s in chosen],
-                             [s.label.numpy() for s in chosen],
-                             {f"{label}\n({names[label]})": p for label, p in predictions.items()},
-                             num_classes, png, title=f"{args.dataset} {args.split}")
+                             [s.label.numpy() for s in chosen], predictions, cls.class_names,
+                             cls.palette, png, title=f"{args.dataset} {args.split}",
+                             ignore_colour=cls.ignore_colour)
     log.info("wrote %s", png)
+    return 0
+
+
+def _cmd_curves(args: argparse.Namespace) -> int:
+    from harness.report import plots, tables
+    from harness.report.curves import build_curves
+    from harness.report.runs import load_runs
+
+    out = _out_csv(args.out)
+    methods = _csv_list(args.methods)
+    frame = build_curves(load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs], methods,
+                         bins=args.bins)
+    tables.write_frame(frame, out)
+    plots.curves_figure(frame, out.with_suffix(".png"), method_labels(methods))
+    log.info("wrote %s and %s", out, out.with_suffix(".png"))
     return 0
 
 
@@ -232,62 +311,95 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    report = subparsers.add_parser("report", help="tables and figures from finished runs")
-    sub = report.add_subparsers(dest="report_command", metavar="WHAT", required=True)
-    _register_tables(sub)
-    _register_readings(sub)
-    _register_figures(sub)
-
-    compare = subparsers.add_parser("compare", help="our table beside the published figures")
-    compare.add_argument("table", help="results/table_<dataset>.csv")
-    compare.set_defaults(func=_cmd_compare)
-
-    record = subparsers.add_parser("record", help="finished runs into the recorded-runs store")
-    record.add_argument("--runs", required=True, help="the runs of one dataset (runs/<dataset>)")
-    record.add_argument("--out", required=True, help="its store, results/recorded/runs/<dataset>/")
-    record.set_defaults(func=_cmd_record)
+PAIR = "TEACHER:STUDENT[:KIND]"
+EXAMPLES = {
+    "table": """example:
+  python -m harness report table runs/toycity/students/*/seed*/metrics.json \\
+      runs/toycity/deeplabv3_small__segformer_tiny/*/seed*/metrics.json \\
+      --pairs deeplabv3_small:segformer_tiny:heterogeneous --methods baseline,kd,heteroakd \\
+      --teacher-eval deeplabv3_small=runs/toycity/teachers/deeplabv3_small/eval.json \\
+      --out results/table_toycity.csv""",
+    "ablation": """example:
+  python -m harness report ablation runs/toycity/students/segformer_tiny/seed0 \\
+      runs/toycity/deeplabv3_small__segformer_tiny/heteroakd*/seed0 \\
+      --pairs deeplabv3_small:segformer_tiny --out results/ablation_toycity.csv""",
+    "sensitivity": """example:
+  python -m harness report sensitivity runs/toycity/students/segformer_tiny/seed0 \\
+      runs/toycity/deeplabv3_small__segformer_tiny/heteroakd*/seed0 \\
+      --pair deeplabv3_small:segformer_tiny --out results/sensitivity_toycity.csv""",
+    "readings": """example:
+  python -m harness report readings runs/toycity/students/segformer_tiny/seed* \\
+      runs/toycity/deeplabv3_small__segformer_tiny/*/seed* --pairs deeplabv3_small:segformer_tiny \\
+      --reading '{}' --reading '{kem_form: pixel}' --out results/readings_toycity.csv""",
+    "claims": """example:
+  python -m harness report claims --table results/table_toycity.csv \\
+      --ablation results/ablation_toycity.csv --cka results/cka_toycity.csv \\
+      --out results/claims_toycity.csv""",
+    "cka": """example (a run folder or its model/ folder on each side of the colon):
+  python -m harness report cka --dataset toycity --root data/toycity \\
+      --pair runs/toycity/teachers/deeplabv3_small/seed0:runs/toycity/students/segformer_tiny/seed0 \\
+      --out results/cka_toycity.png""",
+    "qualitative": """example:
+  python -m harness report qualitative --dataset toycity --root data/toycity \\
+      --model teacher=runs/toycity/teachers/deeplabv3_small/seed0 \\
+      --model runs/toycity/deeplabv3_small__segformer_tiny/kd/seed0 --out results/qualitative.png""",
+    "curves": """example:
+  python -m harness report curves runs/toycity/students/segformer_tiny/seed* \\
+      runs/toycity/deeplabv3_small__segformer_tiny/{kd,heteroakd}/seed* \\
+      --pairs deeplabv3_small:segformer_tiny --methods baseline,kd,heteroakd \\
+      --out results/curves_toycity.csv""",
+    "compare": "example:\n  python -m harness compare results/table_cityscapes.csv",
+    "record": "example:\n  python -m harness record --runs runs/toycity --out results/recorded/runs/toycity",
+}
 
 
 def _register_tables(sub: argparse._SubParsersAction) -> None:
-    table = sub.add_parser("table", help="mIoU per pair x method (mean, std, delta, published)")
+    table = sub.add_parser("table", help="mIoU per pair x method: the long CSV, its pivot (.md, .tex)",
+                           description="mIoU per pair x method (mean, std, paired delta, published "
+                           "figures, params, GFLOPs) as a CSV, with the paper-style pivot beside it "
+                           "as Markdown and LaTeX.", epilog=EXAMPLES["table"])
     table.add_argument("runs", nargs="+", help="run folders or their metrics.json")
-    table.add_argument("--pairs", nargs="+", required=True, metavar="TEACHER:STUDENT[:KIND]")
-    table.add_argument("--methods", required=True, help="comma-separated, in row order; include baseline")
-    table.add_argument("--teacher-eval", nargs="*", default=[], metavar="TEACHER=EVAL_JSON")
+    table.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="the table's pairs, in row order")
+    table.add_argument("--methods", required=True, help="comma-separated, in column order; include baseline")
+    table.add_argument("--teacher-eval", nargs="*", default=[], metavar="TEACHER=EVAL_JSON",
+                       help="each teacher's `python -m harness eval` output (the teacher rows)")
     table.add_argument("--dataset", default=None, help="refuse runs of another dataset")
     table.add_argument("--split", default="val", help="split the published figures must match")
     table.add_argument("--published", "--recorded", dest="published",
                        default="results/published/published_results.csv",
-                       help="the published figures (CSV; --recorded is the old spelling)")
-    table.add_argument("--cost", default=None,
-                       help="cost CSV of `python -m harness bench` (used if it exists)")
-    table.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
+                       help="the published figures shown beside ours (CSV; --recorded is the old spelling)")
+    table.add_argument("--cost", default=None, help="cost CSV of `python -m harness bench` (used if it exists)")
+    table.add_argument("--scale", choices=("full", "smoke"), default="full",
+                       help="what the runs are (recorded in the table; compare prints it)")
+    table.add_argument("--out", required=True, help="CSV path; the .md and .tex pivots are written beside it")
     table.set_defaults(func=_cmd_table)
 
-    ablation = sub.add_parser("ablation", help="a method's presets per pair (+ bar chart)")
+    ablation = sub.add_parser("ablation", help="a method's presets per pair (+ bar chart of deltas)",
+                              epilog=EXAMPLES["ablation"])
     ablation.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
-    ablation.add_argument("--pairs", nargs="+", required=True, metavar="TEACHER:STUDENT[:KIND]")
-    ablation.add_argument("--method", default="heteroakd")
-    ablation.add_argument("--presets", default="full,no_kmm,no_kem,no_both,kd_only")
+    ablation.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="pairs, in figure order")
+    ablation.add_argument("--method", default="heteroakd", help="the method whose presets are compared")
+    ablation.add_argument("--presets", default="full,no_kmm,no_kem,no_both,kd_only", help="comma-separated")
     ablation.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
     ablation.set_defaults(func=_cmd_ablation)
 
-    sens = sub.add_parser("sensitivity", help="mIoU over two options of a method (+ figure)")
+    sens = sub.add_parser("sensitivity", help="mIoU over two options of a method (+ figure)",
+                          epilog=EXAMPLES["sensitivity"])
     sens.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
-    sens.add_argument("--pair", required=True, metavar="TEACHER:STUDENT[:KIND]")
-    sens.add_argument("--method", default="heteroakd")
-    sens.add_argument("--axes", default="lambda1,lambda2")
+    sens.add_argument("--pair", required=True, metavar=PAIR, help="the pair the grid was run on")
+    sens.add_argument("--method", default="heteroakd", help="the method whose options vary")
+    sens.add_argument("--axes", default="lambda1,lambda2", help="the two options, comma-separated")
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
     sens.set_defaults(func=_cmd_sensitivity)
 
 
 def _register_readings(sub: argparse._SubParsersAction) -> None:
-    read = sub.add_parser("readings", help="a method's readings vs the student alone and KD")
+    read = sub.add_parser("readings", help="a method's readings vs the student alone and KD",
+                          epilog=EXAMPLES["readings"])
     read.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline and "
                       "reference runs included)")
-    read.add_argument("--pairs", nargs="+", required=True, metavar="TEACHER:STUDENT[:KIND]")
-    read.add_argument("--method", default="heteroakd")
+    read.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="pairs, in panel order")
+    read.add_argument("--method", default="heteroakd", help="the method whose options are read")
     read.add_argument("--preset", default=None, help="the method's main-table preset")
     read.add_argument("--options", default="{}", metavar="YAML_MAPPING",
                       help="its main-table options, e.g. '{lambda2: 2.0}'")
@@ -299,33 +411,69 @@ def _register_readings(sub: argparse._SubParsersAction) -> None:
     read.add_argument("--out", required=True, help="CSV path; .md and .png beside it")
     read.set_defaults(func=_cmd_readings)
 
-    claims = sub.add_parser("claims", help="the seed paper's claims checked against the tables")
+    claims = sub.add_parser("claims", help="the seed paper's claims checked against the tables",
+                            epilog=EXAMPLES["claims"])
     claims.add_argument("--table", required=True, help="results/table_<dataset>.csv")
     claims.add_argument("--ablation", default=None, help="results/ablation_<dataset>.csv")
     claims.add_argument("--sensitivity", default=None, help="results/sensitivity_<dataset>.csv")
     claims.add_argument("--cka", default=None, help="results/cka_<dataset>.csv")
-    claims.add_argument("--claims", default="results/published/published_claims.csv")
+    claims.add_argument("--claims", default="results/published/published_claims.csv",
+                        help="the claims and how each is checked")
     claims.add_argument("--out", required=True, help="CSV path; a .md twin is written beside it")
     claims.set_defaults(func=_cmd_claims)
 
 
 def _register_figures(sub: argparse._SubParsersAction) -> None:
-    cka = sub.add_parser("cka", help="linear CKA of teacher/student features by stage (+ figure)")
-    cka.add_argument("--pair", nargs="+", action="append", required=True,
-                     metavar="KIND TEACHER_MODEL STUDENT_MODEL [SEED]",
-                     help="repeat per pair (and per student seed)")
-    cka.add_argument("--dataset", required=True)
-    cka.add_argument("--root", required=True)
-    cka.add_argument("--split", default="val")
-    cka.add_argument("--images", type=int, default=8)
+    cka = sub.add_parser("cka", help="linear CKA of teacher/student features, stage x stage (+ figure)",
+                         epilog=EXAMPLES["cka"])
+    cka.add_argument("--pair", action="append", required=True, metavar="TEACHER_MODEL:STUDENT_MODEL[:KIND]",
+                     help="two run or saved-model folders (repeatable); KIND defaults to heterogeneous "
+                     "when the families differ, else homogeneous")
+    cka.add_argument("--dataset", required=True, help="dataset name, e.g. toycity")
+    cka.add_argument("--root", required=True, help="dataset root folder")
+    cka.add_argument("--split", default="val", help="split the images come from")
+    cka.add_argument("--images", type=int, default=8, help="the first N images of the split")
     cka.add_argument("--out", required=True, help="PNG path; the CSV is written beside it")
     cka.set_defaults(func=_cmd_cka)
 
-    qual = sub.add_parser("qualitative", help="predictions of several models on a few images")
-    qual.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL_FOLDER")
-    qual.add_argument("--dataset", required=True)
-    qual.add_argument("--root", required=True)
-    qual.add_argument("--split", default="val")
-    qual.add_argument("--images", type=int, default=4)
+    qual = sub.add_parser("qualitative", help="predictions of several models on a few images",
+                          epilog=EXAMPLES["qualitative"])
+    qual.add_argument("--model", action="append", required=True, metavar="[LABEL=]FOLDER",
+                      help="a run or saved-model folder (repeatable, in column order); LABEL "
+                      "defaults to a run's method and seed, or the folder's name")
+    qual.add_argument("--dataset", required=True, help="dataset name (its palette and class names)")
+    qual.add_argument("--root", required=True, help="dataset root folder")
+    qual.add_argument("--split", default="val", help="split the images come from")
+    qual.add_argument("--images", type=int, default=4, help="the first N images of the split")
     qual.add_argument("--out", required=True, help="PNG path")
     qual.set_defaults(func=_cmd_qualitative)
+
+    curves = sub.add_parser("curves", help="training loss terms and val mIoU against iteration",
+                            epilog=EXAMPLES["curves"])
+    curves.add_argument("runs", nargs="+", help="run folders or metrics.json (with their log.csv)")
+    curves.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="one row of panels each")
+    curves.add_argument("--methods", required=True, help="comma-separated; include baseline")
+    curves.add_argument("--bins", type=int, default=200, help="loss points per run (iteration bins)")
+    curves.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
+    curves.set_defaults(func=_cmd_curves)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser("report", help="tables and figures from finished runs",
+                                   description="Tables and figures from finished runs; each WHAT "
+                                   "has its own --help with an example.")
+    sub = report.add_subparsers(dest="report_command", metavar="WHAT", required=True)
+    _register_tables(sub)
+    _register_readings(sub)
+    _register_figures(sub)
+
+    compare = subparsers.add_parser("compare", help="our table beside the published figures",
+                                    epilog=EXAMPLES["compare"])
+    compare.add_argument("table", help="results/table_<dataset>.csv")
+    compare.set_defaults(func=_cmd_compare)
+
+    record = subparsers.add_parser("record", help="finished runs into the recorded-runs store",
+                                   epilog=EXAMPLES["record"])
+    record.add_argument("--runs", required=True, help="the runs of one dataset (runs/<dataset>)")
+    record.add_argument("--out", required=True, help="its store, results/recorded/runs/<dataset>/")
+    record.set_defaults(func=_cmd_record)

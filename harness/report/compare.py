@@ -1,4 +1,10 @@
-"""Our table beside the published figures (``python -m harness compare TABLE``)."""
+"""Our table beside the published figures (``python -m harness compare TABLE``).
+
+Each row: ours (mean ± std, n seeds), our gain over the student alone (paired delta), the
+published figure and the published gain (method minus the published baseline of the same pair),
+and what our runs were (scale, iterations, val images) so that a smoke-scale or few-image number
+is never read as a result beside a published one.
+"""
 from __future__ import annotations
 
 import math
@@ -13,11 +19,47 @@ NEEDED = ("dataset", "teacher", "student", "method", "miou_mean", "miou_std", "n
 
 
 def _num(value: float, fmt: str = "{:.2f}") -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def _pm(value: float, spread: float, fmt: str = "{:.2f}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value) + ("" if spread is None or math.isnan(spread) else f" ± {spread:.2f}")
+
+
+def _subset(row: pd.Series) -> bool:
+    return str(row.get("val_subset", False)).lower() == "true"
+
+
+def _comparable(row: pd.Series) -> bool:
+    """Full scale and the whole evaluation split (what published figures are)."""
+    return str(row.get("scale", "full")) == "full" and not _subset(row)
+
+
+def _row(row: pd.Series, with_published: bool) -> dict[str, str]:
+    baseline = row.method == "baseline"
+    mark = "" if _comparable(row) else " !"
+    out = {
+        "pair": f"{row.teacher} -> {row.student}", "method": row.method,
+        "ours": f"{_pm(row.miou_mean, row.miou_std)} (n={int(row.n_seeds)}){mark}",
+        "our gain": "" if baseline else _pm(row.get("delta", math.nan), row.get("delta_std", math.nan), "{:+.2f}"),
+    }
+    if with_published:
+        out["published"] = _num(row.published_miou)
+        out["published gain"] = "" if baseline else _num(row.get("published_delta", math.nan), "{:+.2f}")
+        out["ours - published"] = _num(row.miou_mean - row.published_miou, "{:+.2f}")
+    out["scale"] = str(row.get("scale", "-"))
+    out["iters"] = _num(row.get("iterations", math.nan), "{:.0f}")
+    images = _num(row.get("val_images", math.nan), "{:.0f}")
+    out["val imgs"] = images + (" (subset)" if _subset(row) else "")
+    if with_published:
+        out["source"] = row.published_source if isinstance(row.published_source, str) else ""
+    return out
 
 
 def compare_text(table: str | Path) -> str:
-    """A plain-text table: ours (mean +- std, n) | published | ours - published | source."""
+    """A plain-text table of ours beside the published figures, then what the marks mean."""
     path = Path(table)
     if not path.is_file():
         raise DataError(f"table {path} does not exist; build it first (snakemake {path})")
@@ -25,19 +67,21 @@ def compare_text(table: str | Path) -> str:
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
         raise DataError(f"{path} lacks columns {missing}; pass a results/table_<dataset>.csv")
-    rows = []
-    for row in frame.itertuples():
-        ours = f"{row.miou_mean:.2f}" + (f" +- {row.miou_std:.2f}" if not math.isnan(row.miou_std) else "")
-        rows.append({
-            "pair": f"{row.teacher} -> {row.student}", "method": row.method,
-            "ours": f"{ours} (n={row.n_seeds})", "published": _num(row.published_miou),
-            "ours - published": _num(row.miou_mean - row.published_miou, "{:+.2f}"),
-            "source": row.published_source if isinstance(row.published_source, str) else "",
-        })
-    text = pd.DataFrame(rows).to_string(index=False)
+    if frame.empty:
+        raise DataError(f"{path} has no rows; rebuild it (snakemake {path})")
     matched = int(frame.published_miou.notna().sum())
-    dataset = frame.dataset.iloc[0] if len(frame) else "?"
-    footer = (f"{matched} of {len(frame)} rows of {dataset} have a published figure "
-              "(results/published/published_results.csv); published numbers are best-on-val single "
-              "runs, ours the final checkpoint over seeds.")
-    return text + "\n" + footer + "\n"
+    text = pd.DataFrame([_row(row, matched > 0) for _, row in frame.iterrows()]).to_string(index=False)
+    dataset = frame.dataset.iloc[0]
+    lines = [text, ""]
+    if matched:
+        lines.append(f"{matched} of {len(frame)} rows of {dataset} have a published figure "
+                     "(results/published/published_results.csv); published numbers are best-on-val "
+                     "single runs, ours the final checkpoint over seeds; gains are against the "
+                     "student alone of the same source.")
+    else:
+        lines.append(f"no published figures for {dataset} in results/published/published_results.csv: "
+                     "ours only.")
+    if not all(_comparable(row) for _, row in frame.iterrows()):
+        lines.append("! smoke scale or a subset of the val images: a check that the pipeline runs, "
+                     "not a result to set beside a published figure.")
+    return "\n".join(lines) + "\n"

@@ -29,6 +29,11 @@ class RunResult:
     protocol: str
     miou: float
     terms: tuple[str, ...] = field(default=())  # loss terms the run logged (log.csv header)
+    iterations: int | None = None  # training iterations done
+    val_images: int | None = None  # images the final mIoU was computed on
+    val_subset: bool = False  # evaluated on the first data.max_val_images images only
+    crop: tuple[int, int] | None = None  # training crop (H, W)
+    pretrained: str | None = None  # the student's local ImageNet weights (model.pretrained)
 
     @property
     def setting(self) -> str:
@@ -52,7 +57,8 @@ def load_run(path: str | Path) -> RunResult:
     miou = metrics["miou"]
     if not isinstance(miou, (int, float)) or not math.isfinite(miou) or not 0 <= miou <= 100:
         raise DataError(f"{metrics_file}: miou {miou!r} is not a percentage in [0, 100]")
-    method_cfg = (metrics.get("config") or {}).get("method") or {}
+    config = metrics.get("config") or {}
+    method_cfg, data_cfg = config.get("method") or {}, config.get("data") or {}
     folder = metrics_file.parent
     return RunResult(
         folder=folder,
@@ -66,6 +72,11 @@ def load_run(path: str | Path) -> RunResult:
         protocol=current_value("protocol", metrics["protocol"]),
         miou=float(miou),
         terms=_logged_terms(folder / "log.csv"),
+        iterations=metrics.get("iterations"),
+        val_images=metrics.get("val_images"),
+        val_subset=data_cfg.get("max_val_images") is not None,
+        crop=tuple(data_cfg["crop"]) if data_cfg.get("crop") else None,
+        pretrained=(config.get("model") or {}).get("pretrained"),
     )
 
 

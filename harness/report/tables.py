@@ -27,11 +27,14 @@ from harness.report.stats import paired_interval
 TABLE_COLUMNS = [
     "dataset", "teacher", "student", "kind", "method", "protocol", "miou_mean", "miou_std",
     "n_seeds", "seeds", "mious", "delta", "delta_std", "delta_lo", "delta_hi", "teacher_miou",
-    "published_miou", "published_source", "published_teacher_miou", "overhead", "notes",
+    "published_miou", "published_source", "published_teacher_miou", "published_delta", "overhead",
+    "student_params_m", "student_gflops", "teacher_params_m", "teacher_gflops", "flops_size",
+    "iterations", "val_images", "val_subset", "scale", "notes",
 ]
 ABLATION_COLUMNS = [
-    "dataset", "teacher", "student", "kind", "method", "variant", "miou_mean", "miou_std",
-    "n_seeds", "seeds", "mious", "baseline_miou", "delta", "delta_vs_full",
+    "dataset", "teacher", "student", "kind", "method", "variant", "label", "miou_mean", "miou_std",
+    "n_seeds", "seeds", "mious", "baseline_miou", "delta", "delta_std", "delta_lo", "delta_hi",
+    "delta_vs_full",
 ]
 SENSITIVITY_COLUMNS = [
     "dataset", "teacher", "student", "method", "axis1", "value1", "axis2", "value2", "miou_mean",
@@ -119,37 +122,102 @@ def check_one(runs: list[RunResult], key: str) -> str:
     return values.pop()
 
 
-def _notes(runs: list[RunResult], method: str) -> str:
-    if method == "baseline":
-        return "student alone"
+RANDOM_INIT_NOTE = "student from random weights (no model.pretrained; the protocol assumes ImageNet weights)"
+
+
+def _notes(runs: list[RunResult], method: str, pretrained_expected: bool) -> str:
+    parts = ["student alone"] if method == "baseline" else []
     first = runs[0]
-    parts = []
-    if first.preset:
-        parts.append(f"preset {first.preset}")
-    if first.options:
-        parts.append("options " + json.dumps(first.options, sort_keys=True))
-    if first.terms:
-        own = [t for t in first.terms if t not in ("loss_task", "loss_aux", "loss_total")]
-        parts.append("terms " + " ".join(own))
+    if method != "baseline":
+        if first.preset:
+            parts.append(f"preset {first.preset}")
+        if first.options:
+            parts.append("options " + json.dumps(first.options, sort_keys=True))
+        if first.terms:
+            own = [t for t in first.terms if t not in ("loss_task", "loss_aux", "loss_total")]
+            parts.append("terms " + " ".join(own))
+    if pretrained_expected and any(r.pretrained is None for r in runs):
+        parts.append(RANDOM_INIT_NOTE)
     return "; ".join(parts)
 
 
 def _cost(cost: pd.DataFrame | None, teacher: str, student: str, method: str,
           preset: str | None) -> float:
-    """The benchmark's overhead (full step / (teacher forward + student step)) for this cell."""
+    """The benchmark's overhead for this cell: ``overhead_alone`` (the method timed alone, the
+    steady measurement) when the cost table has it, else ``overhead`` (full step / limit)."""
     if cost is None or method == "baseline":
         return math.nan
     rows = cost[(cost.teacher == teacher) & (cost.student == student) & (cost.method == method)]
     if "preset" in rows:
         same = rows[rows.preset.fillna("").astype(str) == (preset or "")]
         rows = same if len(same) else rows
-    return float(rows.iloc[0].overhead) if len(rows) else math.nan
+    if not len(rows):
+        return math.nan
+    row = rows.iloc[0]
+    steady = row.get("overhead_alone", math.nan)
+    return float(steady) if pd.notna(steady) else float(row.overhead)
+
+
+Complexity = Callable[[str], Any]  # model name -> harness.models.complexity.Complexity or None
+
+
+def _complexity_columns(complexity: Complexity | None, pair: PairSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"student_params_m": math.nan, "student_gflops": math.nan,
+                           "teacher_params_m": math.nan, "teacher_gflops": math.nan, "flops_size": ""}
+    for role, name in (("student", pair.student), ("teacher", pair.teacher)):
+        info = complexity(name) if complexity is not None else None
+        if info is not None:
+            out[f"{role}_params_m"], out[f"{role}_gflops"] = info.params_m, info.gflops
+            out["flops_size"] = "x".join(map(str, info.size))
+    return out
+
+
+def _published_columns(published: pd.DataFrame | None, dataset: str, split: str, pair: PairSpec,
+                       method: str) -> dict[str, Any]:
+    """The published figure of a cell, its teacher's, and the published gain over the baseline."""
+    if published is None:
+        return {"published_miou": math.nan, "published_source": "", "published_teacher_miou": math.nan,
+                "published_delta": math.nan, "published_note": ""}
+    found = pub.lookup(published, dataset, split, pair.teacher, pair.student, method)
+    base = pub.lookup(published, dataset, split, pair.teacher, pair.student, "baseline")
+    teacher = pub.lookup_teacher(published, dataset, split, pair.teacher)
+    return {
+        "published_miou": found[0] if found else math.nan,
+        "published_source": found[1] if found else "",
+        "published_teacher_miou": math.nan if teacher is None else teacher,
+        "published_delta": found[0] - base[0] if found and base and method != "baseline" else math.nan,
+        "published_note": found[2] if found else "",
+    }
+
+
+def _row(dataset: str, protocol: str, pair: PairSpec, method: str, cell: list[RunResult],
+         base: list[RunResult]) -> dict[str, Any]:
+    """The measured columns of one pair x method cell."""
+    mean, std = mean_std([r.miou for r in cell])
+    deltas = _delta(cell, base) if method != "baseline" else {**_delta(cell, []), "delta": 0.0}
+    known = [r.iterations for r in cell if r.iterations is not None]
+    images = [r.val_images for r in cell if r.val_images is not None]
+    return {
+        "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
+        "kind": pair.kind, "method": method, "protocol": protocol,
+        "miou_mean": mean, "miou_std": std, "n_seeds": len(cell), **seed_columns(cell), **deltas,
+        "iterations": min(known) if known else math.nan,
+        "val_images": min(images) if images else math.nan,
+        "val_subset": any(r.val_subset for r in cell),
+    }
 
 
 def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str], *,
                 teacher_miou: dict[str, float], split: str = "val",
-                published: pd.DataFrame | None = None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per pair x method (in the given orders); every cell must have runs."""
+                published: pd.DataFrame | None = None, cost: pd.DataFrame | None = None,
+                complexity: Complexity | None = None, scale: str = "full",
+                pretrained_expected: bool = False) -> pd.DataFrame:
+    """One row per pair x method (in the given orders); every cell must have runs.
+
+    ``complexity`` gives a model's parameters and GFLOPs; ``scale`` (full or smoke) is recorded
+    so that a comparison with published figures can say what was run; ``pretrained_expected``
+    (a real dataset) notes the rows whose students started from random weights.
+    """
     if not runs:
         raise DataError("no runs given; pass the metrics.json files of the table's runs")
     dataset = check_one(runs, "dataset")
@@ -161,35 +229,31 @@ def build_table(runs: list[RunResult], pairs: list[PairSpec], methods: list[str]
             cell = select(runs, student=pair.student, method=method, teacher=pair.teacher)
             if not cell:
                 raise DataError(f"no runs of {method} for {pair.teacher} -> {pair.student} among the inputs")
-            mean, std = mean_std([r.miou for r in cell])
-            deltas = _delta(cell, base) if method != "baseline" else {**_delta(cell, []),
-                                                                        "delta": 0.0}
-            found, pub_teacher = None, None
-            if published is not None:
-                found = pub.lookup(published, dataset, split, pair.teacher, pair.student, method)
-                pub_teacher = pub.lookup_teacher(published, dataset, split, pair.teacher)
-            notes = _notes(cell, method)
-            if found and found[2]:
-                notes = f"{notes}; published: {found[2]}" if notes else f"published: {found[2]}"
+            figures = _published_columns(published, dataset, split, pair, method)
+            notes = _notes(cell, method, pretrained_expected)
+            published_note = figures.pop("published_note")
+            if published_note:
+                notes = "; ".join(n for n in (notes, f"published: {published_note}") if n)
             rows.append({
-                "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
-                "kind": pair.kind, "method": method, "protocol": protocol,
-                "miou_mean": mean, "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
-                **deltas,
+                **_row(dataset, protocol, pair, method, cell, base), **figures,
+                **_complexity_columns(complexity, pair),
                 "teacher_miou": teacher_miou.get(pair.teacher, math.nan),
-                "published_miou": found[0] if found else math.nan,
-                "published_source": found[1] if found else "",
-                "published_teacher_miou": math.nan if pub_teacher is None else pub_teacher,
                 "overhead": _cost(cost, pair.teacher, pair.student, method, cell[0].preset),
-                "notes": notes,
+                "scale": scale, "notes": notes,
             })
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
-                   variants: list[str]) -> pd.DataFrame:
-    """Rows per pair x preset of ``method`` (the run's ``method.preset``; "default" when none)."""
+                   variants: list[str], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows per pair x preset of ``method`` (the run's ``method.preset``; "default" when none).
+
+    ``delta`` is the difference of means against the student alone, ``delta_std`` the std of the
+    per-seed paired differences (empty below two paired seeds); ``label`` is the printed name
+    (``labels``, e.g. the method's ``preset_labels``; the preset name otherwise).
+    """
     dataset = check_one(runs, "dataset")
+    labels = labels or {}
     rows = []
     for pair in pairs:
         base = select(runs, student=pair.student, method="baseline")
@@ -207,9 +271,9 @@ def build_ablation(runs: list[RunResult], pairs: list[PairSpec], method: str,
             means[variant] = mean
             rows.append({
                 "dataset": dataset, "teacher": pair.teacher, "student": pair.student,
-                "kind": pair.kind, "method": method, "variant": variant, "miou_mean": mean,
-                "miou_std": std, "n_seeds": len(cell), **seed_columns(cell),
-                "baseline_miou": base_mean, "delta": mean - base_mean,
+                "kind": pair.kind, "method": method, "variant": variant,
+                "label": labels.get(variant, variant), "miou_mean": mean, "miou_std": std,
+                "n_seeds": len(cell), **seed_columns(cell), "baseline_miou": base_mean, **_delta(cell, base),
             })
         for row in rows[-len(variants):]:
             row["delta_vs_full"] = row["miou_mean"] - means["full"] if "full" in means else math.nan
@@ -284,29 +348,6 @@ def delta_cell(delta: float, lo: float, hi: float) -> str:
         return _signed(delta)
     mark = " *" if lo > 0 or hi < 0 else ""
     return f"{_signed(delta)} [{_signed(lo)}, {_signed(hi)}]{mark}"
-
-
-def table_markdown(frame: pd.DataFrame) -> str:
-    """The main table for reading: mIoU mean +- std, n seeds, the delta with its paired 95%
-    interval (marked where it excludes 0), the teacher, the published figure, the overhead."""
-    def num(value: float) -> str:
-        return "" if pd.isna(value) else f"{value:.2f}"
-
-    shown = pd.DataFrame({
-        "dataset": frame.dataset, "teacher": frame.teacher, "student": frame.student,
-        "kind": frame.kind, "method": frame.method,
-        "miou": [num(m) + ("" if pd.isna(s) else f" +- {s:.2f}")
-                 for m, s in zip(frame.miou_mean, frame.miou_std)],
-        "n": frame.n_seeds,
-        "delta [95% CI]": ["" if m == "baseline" else delta_cell(d, lo, hi) for m, d, lo, hi
-                           in zip(frame.method, frame.delta, frame.delta_lo, frame.delta_hi)],
-        "teacher_miou": frame.teacher_miou.map(num),
-        "published": frame.published_miou.map(num),
-        "overhead": frame.overhead.map(num),
-        "notes": frame.notes,
-    })
-    return (shown.to_markdown(index=False) + "\n\n`*`: the 95% t-interval of the per-seed "
-            "deltas against the student alone (paired by seed) excludes 0; n: seeds.\n")
 
 
 def write_frame(frame: pd.DataFrame, csv_path: str | Path, md: bool | str = False) -> None:

@@ -112,7 +112,7 @@ def _table(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "table", "--dataset", plan.name, "--split", plan.cfg["val_split"],
             "--pairs", *(p.token for p in plan.pairs), "--methods", ",".join(plan.main),
             "--teacher-eval", *(f"{t}={plan.teacher_eval(t)}" for t in plan.teachers),
-            "--published", plan.config["published"]]
+            "--published", plan.config["published"], "--scale", plan.scale.name]
     if plan.cfg.get("cost"):
         args += ["--cost", plan.result("cost", "csv")]
     return args + metrics_of(plan.table_runs())
@@ -134,7 +134,8 @@ def _sensitivity(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "cka", *_split(plan), "--images", str(plan.cfg["cka"]["images"])]
     for pair in plan.pairs:
-        args += ["--pair", pair.kind, *figure_models(plan, pair)]
+        teacher, student = figure_models(plan, pair)
+        args += ["--pair", f"{teacher}:{student}:{pair.kind}"]
     return args
 
 

@@ -13,6 +13,7 @@ rule table:
             labels={"dataset": "{dataset}", "table": "main"},
         ),
         md=f"{RESULTS}/table_{{dataset}}.md",
+        tex=f"{RESULTS}/table_{{dataset}}.tex",
     params:
         args=rule_args("table"),
     log:
