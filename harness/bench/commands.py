@@ -32,7 +32,12 @@ PIPELINE_COLUMNS = ("dataset", "measure", "value", "unit", "versus", "versus_val
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure the cost of each distillation method",
-                              description=__doc__.splitlines()[0])
+                              description="The cost table of each pair x method (and, with "
+                              "--pipeline, the costs around the training step).",
+                              epilog="""examples:
+  python -m harness bench --dataset toycity --crop 64 128 --batch 8 --threads 2 \\
+      --pairs deeplabv3_small:segformer_tiny --methods kd heteroakd:full
+  python -m harness bench --dataset toycity --pipeline --skip-cost   # accumulator, loader, dry run""")
     p.add_argument("--dataset", default=None,
                    help="dataset name (default toycity): its class count, the method presets "
                         "named after it, the dataset column and {dataset} in --out")
@@ -41,14 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "column reads 'k<K>'")
     p.add_argument("--root", default=None,
                    help="dataset root for --pipeline's loader benchmark (default data/<dataset>)")
-    p.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("H", "W"))
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--pairs", nargs="+", default=list(DEMO_PAIRS), metavar="TEACHER:STUDENT")
+    p.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("H", "W"),
+                   help="synthetic batch size (H W)")
+    p.add_argument("--batch", type=int, default=8, help="images per step")
+    p.add_argument("--pairs", nargs="+", default=list(DEMO_PAIRS), metavar="TEACHER:STUDENT",
+                   help="teacher/student model names")
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="NAME[:PRESET]",
                    help="methods; NAME:PRESET picks a preset (default: the dataset's own preset "
                         "where the method has one)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds (medians are reported)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time, immune to other jobs "

@@ -16,7 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one run into OUT. Restarting the same command resumes an unfinished run "
         "of the same config and code from OUT/checkpoints/last.pt; a finished run of the same "
         "config is nothing to do; a run of another config in OUT is refused unless "
-        "--overwrite or --move-stale says what to do with it.")
+        "--overwrite or --move-stale says what to do with it.",
+        epilog="""examples:
+  python -m harness train --out runs/t --set model.student=deeplabv3_small --set train.iterations=1200
+  python -m harness train --out runs/s --set model.student=segformer_tiny \
+      --set model.teacher=deeplabv3_small --set model.teacher_checkpoint=runs/t \
+      --set method.name=heteroakd --set method.preset=no_kem --set method.options.lambda2=2
+Every key of the run config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
     train.add_argument("--config", help="YAML run config (defaults if omitted)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.iterations=200 (repeatable)")
@@ -31,12 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "resumes; the workflow passes this)")
     train.set_defaults(func=run_train)
 
-    evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split")
+    evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split", epilog="""example:
+  python -m harness eval --model runs/s --dataset toycity --root data/toycity --out eval.json""")
     evaluate.add_argument("--model", required=True,
                           help="saved model folder (or a run folder holding model/)")
     evaluate.add_argument("--dataset", required=True, help="dataset name, e.g. toycity")
     evaluate.add_argument("--root", required=True, help="dataset root folder")
-    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--split", default="val", help="split to evaluate")
     evaluate.add_argument("--max-images", type=int, default=None, help="evaluate the first N images")
     evaluate.add_argument("--out", required=True, help="JSON file for the scores")
     evaluate.set_defaults(func=run_eval)
