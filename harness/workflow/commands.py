@@ -102,12 +102,14 @@ def _register_gpu(subparsers: argparse._SubParsersAction, default_config: str) -
 def register(subparsers: argparse._SubParsersAction) -> None:
     grid_cmd = subparsers.add_parser("grid", help="the workflow's experiment grid")
     grid_sub = grid_cmd.add_subparsers(dest="grid_command", metavar="WHAT", required=True)
-    check = grid_sub.add_parser("check", help="validate the workflow config and count its jobs")
+    check = grid_sub.add_parser("check", help="validate the workflow config and count its jobs",
+                                epilog="""example:
+  python -m harness grid check --datasets cityscapes voc ade20k --seeds 3""")
     from harness.workflow.grid import DEFAULT_CONFIG
 
-    check.add_argument("--config", default=str(DEFAULT_CONFIG))
-    check.add_argument("--datasets", nargs="*", default=None)
-    check.add_argument("--seeds", type=int, default=None)
-    check.add_argument("--scale", choices=("full", "smoke"), default=None)
+    check.add_argument("--config", default=str(DEFAULT_CONFIG), help="the workflow config file")
+    check.add_argument("--datasets", nargs="*", default=None, help="datasets to count (default: all)")
+    check.add_argument("--seeds", type=int, default=None, help="override every dataset's seeds")
+    check.add_argument("--scale", choices=("full", "smoke"), default=None, help="override the config's scale")
     check.set_defaults(func=_cmd_grid_check)
     _register_gpu(subparsers, str(DEFAULT_CONFIG))
