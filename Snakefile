@@ -13,6 +13,11 @@ min_version("9")
 configfile: "workflow/config/config.yaml"
 
 
+# Nested --config values arrive as strings; re-type them as config.yaml would, then validate.
+from harness.workflow.grid import load_schema
+from harness.workflow.overrides import coerce_config
+
+coerce_config(config, load_schema())
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -67,6 +67,15 @@ def _yaml(text: str, what: str, fix: str) -> Any:
         raise ConfigError(f"{what} is not valid YAML ({problem}{where}); {fix}") from None
 
 
+def parse_yaml_scalar(text: str) -> Any:
+    """A command-line value as YAML 1.2 reads it (``1e-4`` a float, ``on`` a string); text that
+    is not valid YAML is returned as is."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "toycity"
