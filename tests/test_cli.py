@@ -70,3 +70,22 @@ def test_pair_syntax_is_the_same_everywhere() -> None:
             if action.dest in ("pair", "pairs"):
                 assert re.fullmatch(r"TEACHER(_MODEL)?:STUDENT(_MODEL)?(\[:KIND\])?", str(action.metavar)), (
                     path, action.metavar)
+
+
+def test_grid_check_warns_loudly_about_random_weights(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from harness.cli import main
+
+    assert main(["grid", "check", "--datasets", "cityscapes", "toycity"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING cityscapes: students deeplabv3_r18, deeplabv3_mbv2, segformer_b0 train from random" in err
+    assert "WARNING cityscapes: teachers segformer_b4, deeplabv3_r101 are trained here" in err
+    assert "toycity" not in err  # the built-in demo trains from scratch by design
+    config = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
+    config["pretrained"] = {m: "/w.pth" for m in ("deeplabv3_r18", "deeplabv3_mbv2", "segformer_b0")}
+    config["datasets"]["cityscapes"]["teachers"] = {"segformer_b4": {"model": "/t"},
+                                                    "deeplabv3_r101": {"model": "/t2"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["grid", "check", "--config", str(tmp_path / "c.yaml"), "--datasets", "cityscapes"]) == 0
+    assert "WARNING" not in capsys.readouterr().err

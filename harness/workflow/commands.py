@@ -40,6 +40,8 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
     lines.append(f"{'total':<{width}}  {sum(counts.values())}")
     sys.stdout.write(f"config {args.config} is valid; jobs for {', '.join(datasets)} from scratch "
                      f"(the command line of all {checked} parses):\n" + "\n".join(lines) + "\n")
+    for warning in grid.pretrained_warnings(config, plans, datasets):
+        sys.stderr.write(warning + "\n")
     return 0
 
 

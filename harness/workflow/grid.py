@@ -611,3 +611,31 @@ def check_published(config: dict[str, Any]) -> None:
     from harness.report.published import load_published
 
     load_published(config["published"])
+
+
+def pretrained_warnings(config: dict[str, Any], plans: dict[str, DatasetPlan], datasets: list[str]) -> list[str]:
+    """One loud line per real dataset whose students or workflow-trained teachers start from
+    random weights: the protocol (protocol.md) starts from ImageNet-pretrained encoders and
+    distils from trained teachers, so such numbers are not comparable with published ones."""
+    from harness.data import dataset_class
+
+    lines = []
+    weights = config["pretrained"]
+    for name in datasets:
+        if not dataset_class(name).pretrained_expected:
+            continue
+        plan = plans[name]
+        students = [s for s in plan.students if not weights.get(s)]
+        teachers = [t for t in plan.trained_teachers if not weights.get(t)]
+        if students:
+            lines.append(
+                f"WARNING {name}: students {', '.join(students)} train from random weights (no "
+                f"`pretrained:` file for them); the protocol starts from ImageNet weights, so their "
+                f"mIoU is not comparable with published figures; set `pretrained: {{MODEL: /path/weights}}` "
+                f"in the workflow config (README: Pretrained weights and teachers)")
+        if teachers:
+            lines.append(
+                f"WARNING {name}: teachers {', '.join(teachers)} are trained here from random weights; "
+                f"set datasets.{name}.teachers.MODEL.model to a trained model folder, or "
+                f"`pretrained:` for their encoders")
+    return lines

@@ -115,6 +115,8 @@ onstart:
     G.check_names(PLANS, planned)
     if any(job.rule.name == "table" for job in jobs):
         G.check_published(config)  # before Snakemake removes the table it is about to rebuild
+    for line in G.pretrained_warnings(config, PLANS, planned):
+        print(line, file=sys.stderr)
     if config["check_roots"]:
         G.check_roots(PLANS, planned)
     if DEVICES and workflow.cores < len(DEVICES) // GPUS * THREADS:
