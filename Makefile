@@ -10,7 +10,7 @@ CORES ?= 2
 DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
-.PHONY: env demo test lint clean-results
+.PHONY: env demo test lint clean-results readme-numbers
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: env
 
 test: env
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+
+# The README's 1-seed demo table against a demo run at HEAD (a full demo: ~20 min on 2 cores);
+# UPDATE=1 rewrites the README block with HEAD's numbers and commit instead of failing.
+readme-numbers: demo
+	$(PY) tests/readme_numbers.py results/table_toycity.md $(if $(UPDATE),--update)
 
 # ruff (pyproject.toml [tool.ruff]: pyflakes, pycodestyle at 110 columns, import order, pyupgrade,
 # bugbear) over the package and the tests, then Snakemake's own linter over the workflow.

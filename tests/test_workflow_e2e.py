@@ -39,7 +39,11 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
     base = table[table.method == "baseline"].set_index("student").miou_mean
     for row in table.itertuples():
         assert row.delta == pytest.approx(row.miou_mean - base[row.student], abs=1e-3)
-    assert (results / "table_toycity.md").read_text().startswith("| dataset")
+    pivot = (results / "table_toycity.md").read_text()
+    assert pivot.startswith("| teacher -> student | kind | params (M) | GFLOPs | n | alone |")
+    assert "deeplabv3_small (teacher)" in pivot and "scale smoke" in pivot
+    assert (results / "table_toycity.tex").read_text().startswith(r"\begin{tabular}")
+    assert (table.scale == "smoke").all() and table.student_gflops.map(math.isfinite).all()
 
     ablation = pd.read_csv(results / "ablation_toycity.csv")
     assert list(ablation.columns) == ABLATION_COLUMNS
@@ -50,12 +54,23 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
     assert len(sensitivity) == 5 and sensitivity.is_default.sum() == 1  # 2 x 2 grid + the default
     cka = pd.read_csv(results / "cka_toycity.csv")
     assert cka.cka.between(0, 1 + 1e-6).all() and set(cka.kind) == {"heterogeneous", "homogeneous"}
-    for name in ("ablation", "sensitivity", "cka", "qualitative"):
+    assert len(cka) == 3 * 4 * 4  # three pairs, every teacher stage x student stage
+    curves = pd.read_csv(results / "curves_toycity.csv")
+    assert set(curves.term) == {"loss_task", "loss_distill", "val_miou"}
+    assert set(curves.method) == set(toy["methods"]) and curves.value.map(math.isfinite).all()
+    for name in ("ablation", "sensitivity", "cka", "qualitative", "curves"):
         assert (results / f"{name}_toycity.png").read_bytes()[:4] == b"\x89PNG"
 
     compare = subprocess.run([sys.executable, "-m", "harness", "compare", str(results / "table_toycity.csv")],
                              capture_output=True, text=True, cwd=tmp_path)
-    assert compare.returncode == 0 and "0 of 18 rows of toycity" in compare.stdout
+    assert compare.returncode == 0 and "no published figures for toycity" in compare.stdout
+    assert "not a result" in compare.stdout  # smoke scale is said
+
+    # the README's report command, on this workspace
+    report = subprocess.run([SNAKEMAKE, "--report", "report.html", "--configfile", "smoke.yaml"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
 
     # nothing to do on a second call: params/inputs unchanged
     again = subprocess.run([SNAKEMAKE, "-n", "--configfile", "smoke.yaml"], cwd=tmp_path,
