@@ -41,7 +41,7 @@ def expected_jobs(name: str) -> dict[str, int]:
     students = {s for _, s in pairs}
     distill = len(pairs) * (len(d["methods"]) - 1)  # every pair x every method but baseline
     counts = {"eval_teacher": len(teachers), "train_student": len(students) * seeds, "table": 1,
-              "cka": 1, "qualitative": 1}
+              "cka": 1, "qualitative": 1, "curves": 1}
     trained = [t for t in teachers if d["teachers"][t]["model"] is None]
     if trained:
         counts["train_teacher"] = len(trained)

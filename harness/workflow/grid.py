@@ -229,7 +229,8 @@ class DatasetPlan:
             out += [self.result("ablation", "csv"), self.result("ablation", "png")]
         if self.sensitivity:
             out += [self.result("sensitivity", "csv"), self.result("sensitivity", "png")]
-        out += [self.result("cka", "csv"), self.result("cka", "png"), self.result("qualitative", "png")]
+        out += [self.result("cka", "csv"), self.result("cka", "png"), self.result("qualitative", "png"),
+                self.result("curves", "csv"), self.result("curves", "png")]
         return out
 
     def qualitative_pair(self) -> Pair:

@@ -131,6 +131,11 @@ def _sensitivity(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
             sens["method"], "--axes", ",".join(sens["options"]), *metrics_of(plan.sensitivity_runs())]
 
 
+def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
+    return ["report", "curves", "--pairs", *(p.token for p in plan.pairs), "--methods",
+            ",".join(plan.main), *metrics_of(plan.table_runs())]
+
+
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "cka", *_split(plan), "--images", str(plan.cfg["cka"]["images"])]
     for pair in plan.pairs:
@@ -161,6 +166,7 @@ COMMANDS: dict[str, Callable[[DatasetPlan, Wildcards], list[str]]] = {
     "sensitivity": _sensitivity,
     "cka": _cka,
     "qualitative": _qualitative,
+    "curves": _curves,
 }
 
 
@@ -195,7 +201,7 @@ def jobs(plan: DatasetPlan) -> list[tuple[str, Wildcards]]:
         out.append(("ablation", {}))
     if plan.sensitivity:
         out.append(("sensitivity", {}))
-    out += [("cka", {}), ("qualitative", {})]
+    out += [("cka", {}), ("qualitative", {}), ("curves", {})]
     return [(rule, {"dataset": plan.name, **wildcards}) for rule, wildcards in out]
 
 

@@ -100,6 +100,10 @@ def sensitivity_input(wildcards):
     return R.metrics_of(plan_of(wildcards).sensitivity_runs())
 
 
+def curves_input(wildcards):
+    return R.metrics_of(plan_of(wildcards).table_runs())
+
+
 def cka_input(wildcards):
     return [f for m in R.cka_models(plan_of(wildcards)) for f in R.model_files(m)]
 

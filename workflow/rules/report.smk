@@ -87,6 +87,34 @@ rule sensitivity:
         "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
 
 
+rule curves:
+    input:
+        curves_input,
+    output:
+        csv=f"{RESULTS}/curves_{{dataset}}.csv",
+        png=report(
+            f"{RESULTS}/curves_{{dataset}}.png",
+            caption="../report/curves.rst",
+            category="Figures",
+            labels={"dataset": "{dataset}", "figure": "training curves"},
+        ),
+    params:
+        args=rule_args("curves"),
+    log:
+        f"{LOGS}{{dataset}}/curves.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/curves.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
+
+
 rule cka:
     input:
         data=data_input,
