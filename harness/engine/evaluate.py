@@ -83,8 +83,10 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = No
     class_names = class_names or getattr(dataset, "class_names", None)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     shard = Subset(dataset, range(rank, count, world_size))
-    # batch 1: whole images of a real dataset differ in size.
-    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=0)
+    # batch 1: whole images of a real dataset differ in size. Its own generator: a DataLoader
+    # draws a base seed when iterated, which must not advance the training run's global RNG
+    # (an evaluation every N iterations leaves the training identical).
+    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=0, generator=torch.Generator())
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
