@@ -31,8 +31,9 @@ class SegDataset(Dataset):
     palette: ClassVar[tuple[tuple[int, int, int], ...]]
     #: the colour of ignored (255) pixels in figures
     ignore_colour: ClassVar[tuple[int, int, int]] = (0, 0, 0)
-    #: the published protocol starts from ImageNet-pretrained encoders (protocol.md); runs
-    #: without ``model.pretrained`` are flagged in ``grid check`` and the tables
+    #: the published protocol starts from ImageNet-pretrained encoders
+    #: (docs/protocol.md §Models); runs without ``model.pretrained`` are flagged in
+    #: ``grid check`` and the tables
     pretrained_expected: ClassVar[bool] = True
     #: one line describing the expected layout under the root, quoted in errors
     layout: ClassVar[str]
