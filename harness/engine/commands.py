@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite or --move-stale says what to do with it.",
         epilog="""examples:
   python -m harness train --out runs/t --set model.student=deeplabv3_small --set train.iterations=1200
-  python -m harness train --out runs/s --set model.student=segformer_tiny \
-      --set model.teacher=deeplabv3_small --set model.teacher_checkpoint=runs/t \
-      --set method.name=heteroakd --set method.preset=no_kem --set method.options.lambda2=2
-Every key of the run config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
+  python -m harness train --out runs/s --set model.student=segformer_tiny \\
+      --set model.teacher=deeplabv3_small --set model.teacher_checkpoint=runs/t \\
+      --set method.name=METHOD --set method.preset=PRESET --set method.options.NAME=VALUE
+METHOD, PRESET and option NAMEs: README, "Methods and their options". Every key of the run
+config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
     train.add_argument("--config", help="YAML run config (defaults if omitted)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.iterations=200 (repeatable)")
