@@ -87,17 +87,21 @@ def _register_gpu(subparsers: argparse._SubParsersAction, default_config: str) -
     run = sub.add_parser("run", help="run a command on free devices (CUDA_VISIBLE_DEVICES)",
                          description="Take --count free devices of --devices (lock files), run "
                                      "the command with CUDA_VISIBLE_DEVICES set to them, exit with its "
-                                     "status.")
+                                     "status.",
+                         epilog="""example:
+  python -m harness gpu run --devices 0,1,2,3 --count 2 -- torchrun --standalone \\
+      --nproc_per_node=2 -m harness train --out runs/s --set model.student=deeplabv3_r18""")
     run.add_argument("--devices", required=True, help="the slots, comma-separated (0,1,2,3)")
     run.add_argument("--count", type=int, default=1, help="devices this command needs")
     run.add_argument("--lock-dir", default=None, help="default .snakemake/gpu-slots/<host>")
     run.add_argument("--label", default=None, help="names the job in the journal (default: the command)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     run.set_defaults(func=_cmd_gpu_run)
-    status = sub.add_parser("status", help="the machine's GPUs, the slots and which are held")
-    status.add_argument("--config", default=default_config)
+    status = sub.add_parser("status", help="the machine's GPUs, the slots and which are held",
+                            epilog="example:\n  python -m harness gpu status --gpus auto")
+    status.add_argument("--config", default=default_config, help="the workflow config file")
     status.add_argument("--gpus", default=None, help="a value of the config key gpus (default: the config's)")
-    status.add_argument("--lock-dir", default=None)
+    status.add_argument("--lock-dir", default=None, help="default .snakemake/gpu-slots/<host>")
     status.set_defaults(func=_cmd_gpu_status)
 
 
