@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-BLOCK = re.compile(r"<!-- demo-seed0 commit=(?P<commit>[0-9a-f]{7,40}) -->\n(?P<table>.*?)<!-- /demo-seed0 -->",
+BLOCK = re.compile(r"<!-- demo-seed0 commit=(?P<commit>[0-9a-f]{7,40}) -->\n"
+                   r"(?P<table>.*?)<!-- /demo-seed0 -->",
                    re.S)
 NUMBER = re.compile(r"[-+]?\d+\.\d+")
 
@@ -42,8 +43,10 @@ def table_rows(markdown: str) -> dict[str, list[str]]:
 def differences(documented: str, measured: str, tolerance: float) -> list[str]:
     """One line per cell whose numbers differ (or whose row/number count differs)."""
     want, got = table_rows(documented), table_rows(measured)
-    problems = [f"row {name!r} is in the README but not in the demo's table" for name in want if name not in got]
-    problems += [f"row {name!r} is in the demo's table but not in the README" for name in got if name not in want]
+    problems = [f"row {name!r} is in the README but not in the demo's table"
+                for name in want if name not in got]
+    problems += [f"row {name!r} is in the demo's table but not in the README"
+                 for name in got if name not in want]
     header = want.get("teacher -> student", [])
     for name in (n for n in want if n in got):
         for column, (old, new) in enumerate(zip(want[name], got[name])):
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(line)
     print(f"{len(problems)} difference(s) between the README (commit {match['commit']}) and HEAD "
-          f"({head_commit()})" + ("; run `make readme-numbers UPDATE=1` after checking them" if problems else ""))
+          f"({head_commit()})"
+          + ("; run `make readme-numbers UPDATE=1` after checking them" if problems else ""))
     return 1 if problems else 0
 
 

@@ -97,7 +97,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         cwd = ROOT if argv[0] == "make" else work
         result = subprocess.run(runnable, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         shown = shlex.join(argv)
-        assert result.returncode == 0, f"README command failed: {shown}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+        assert result.returncode == 0, \
+            f"README command failed: {shown}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
         assert expected in result.stdout + result.stderr, f"{shown}: no {expected!r} in its output"
 
 
@@ -110,7 +111,7 @@ def _fake_cityscapes_table(work: Path) -> None:
     """results/table_cityscapes.csv from two finished-run records, for the README's compare."""
     import json
 
-    from harness.report import recorded, tables
+    from harness.report import published, tables
     from harness.report.runs import load_runs
 
     folders = []
@@ -122,9 +123,10 @@ def _fake_cityscapes_table(work: Path) -> None:
             "teacher": None if method == "baseline" else "segformer_b4", "protocol": "cirkd",
             "config": {"method": {"name": method, "preset": None, "options": {}}}}))
         folders.append(folder)
-    frame = tables.build_table(load_runs(folders), [tables.PairSpec("segformer_b4", "deeplabv3_mbv2", "heterogeneous")],
-                               ["baseline", "heteroakd"], teacher_miou={},
-                               recorded=recorded.load_recorded(work / "results/recorded/published_results.csv"))
+    pair = tables.PairSpec("segformer_b4", "deeplabv3_mbv2", "heterogeneous")
+    figures = published.load_published(work / "results/published/published_results.csv")
+    frame = tables.build_table(load_runs(folders), [pair], ["baseline", "heteroakd"], teacher_miou={},
+                               published=figures)
     tables.write_frame(frame, work / "results/table_cityscapes.csv")
 
 
@@ -160,8 +162,8 @@ def test_demo_numbers_block_and_its_check() -> None:
     assert readme_numbers.differences(match["table"], measured, 0.05) == []
     drifted = measured.replace(rows["segformer_small (teacher)"][4], "62.63")
     problems = readme_numbers.differences(match["table"], drifted, 0.05)
-    assert problems == [f"segformer_small (teacher) / alone: README {rows['segformer_small (teacher)'][4]!r}, "
-                        "HEAD '62.63'"]
+    documented = rows["segformer_small (teacher)"][4]
+    assert problems == [f"segformer_small (teacher) / alone: README {documented!r}, HEAD '62.63'"]
     updated = readme_numbers.updated_readme(README, drifted, "abcdef1")
     assert "<!-- demo-seed0 commit=abcdef1 -->" in updated and "62.63" in updated
 

@@ -84,7 +84,8 @@ def test_table_mean_std_delta_by_hand(tmp_path: Path, grid_runs: list[Path]) -> 
     assert kd.published_teacher_miou == 80.0 and kd.overhead == pytest.approx(1.07)
     assert kd.published_delta == pytest.approx(2.5)  # 60.5 - 58.0
     assert kd.notes == "terms loss_kd; " + tables.RANDOM_INIT_NOTE
-    assert (kd.student_params_m, kd.student_gflops, kd.teacher_params_m, kd.teacher_gflops) == (0.44, 0.11, 0.69, 0.52)
+    sizes_back = (kd.student_params_m, kd.student_gflops, kd.teacher_params_m, kd.teacher_gflops)
+    assert sizes_back == (0.44, 0.11, 0.69, 0.52)
     assert kd.flops_size == "64x128" and kd.scale == "smoke"
     assert math.isnan(base.overhead) and base.published_miou == 58.0 and math.isnan(base.published_delta)
     # one seed: no std, delta still the difference of means
@@ -114,7 +115,8 @@ def test_pivot_markdown_and_latex_by_hand(tmp_path: Path, grid_runs: list[Path])
          "51.00 (-1.00) [n=1]"],
     ]
     markdown = pivot.to_markdown(table)
-    assert markdown.splitlines()[0] == "| teacher -> student | kind | params (M) | GFLOPs | n | alone | KD | CWD |"
+    assert markdown.splitlines()[0] == ("| teacher -> student | kind | params (M) | GFLOPs | n | alone | KD "
+                                        "| CWD |")
     assert "mean ± std over n seeds" in markdown and "64x128" in markdown and "*: the 95%" in markdown
     latex = pivot.to_latex(table)
     assert r"deeplabv3\_small $\rightarrow$ segformer\_tiny & hetero" in latex
@@ -259,7 +261,8 @@ def test_cka_and_qualitative_figures_write_pngs(tmp_path: Path) -> None:
     rgb = plots.colourise(label, palette, ignore_colour=(224, 224, 192))
     assert rgb.shape == (8, 16, 3)
     assert rgb[0, 0].tolist() == pytest.approx([224 / 255, 224 / 255, 192 / 255])
-    assert rgb[1, 1].tolist() == pytest.approx([1.0, 0.0, 0.2]) and rgb[2, 2].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
+    assert rgb[1, 1].tolist() == pytest.approx([1.0, 0.0, 0.2])
+    assert rgb[2, 2].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
     shown = plots.display_image(image)
     assert shown.min() == 0.0 and shown.max() == 1.0
     plots.qualitative_figure([shown], [label], {"teacher": [label], "kd": [label]}, ("a", "b", "c"), palette,
@@ -297,7 +300,8 @@ def test_curves_bin_losses_and_keep_evaluations(tmp_path: Path) -> None:
     base = write_run(tmp_path / "b0", miou=40.0, method="baseline")
     kd = write_run(tmp_path / "kd0", miou=42.0, method="kd")
     _write_log(base, [{"iteration": i, "lr": 0.1, "loss_task": float(i), "loss_aux": 1.0,
-                       "loss_total": float(i) + 1.0, "val_miou": 30.0 if i == 4 else None} for i in range(1, 5)])
+                       "loss_total": float(i) + 1.0, "val_miou": 30.0 if i == 4 else None}
+                      for i in range(1, 5)])
     _write_log(kd, [{"iteration": i, "lr": 0.1, "loss_task": 2.0, "loss_kd": 0.5 * i,
                      "loss_total": 2.0 + 0.5 * i} for i in range(1, 5)])
     frame = build_curves(load_runs([base, kd]), [tables.PairSpec(T, S)], ["baseline", "kd"], bins=2)

@@ -32,14 +32,15 @@ def test_snakemake_passes_nested_values_as_strings() -> None:
 def test_nested_numbers_nulls_and_booleans_are_retyped() -> None:
     config = overridden(
         "datasets={cityscapes: {root: /data/cs, val_split: '1', schedule: {crop: [128, 256], workers: 0,"
-        " optim: {cnn: {optimizer: sgd, lr: 1e-3}}}, teachers: {segformer_b4: {checkpoint: null}},"
-        " run_overrides: {train.eval_every: 50}, prepare: false}}",
+        " optim: {cnn: {optimizer: sgd, lr: 1e-3}}}, teachers: {segformer_b4: {model: null}},"
+        " run_overrides: {train.eval_every: 50}, generated: false}}",
         "check_roots=false", "seeds=2")
     cs = config["datasets"]["cityscapes"]
     assert cs["schedule"]["crop"] == [128, 256] and cs["schedule"]["workers"] == 0
-    assert cs["schedule"]["optim"]["cnn"]["lr"] == 0.001 and cs["schedule"]["optim"]["cnn"]["optimizer"] == "sgd"
-    assert cs["teachers"]["segformer_b4"]["checkpoint"] is None
-    assert cs["run_overrides"] == {"train.eval_every": 50} and cs["prepare"] is False
+    cnn = cs["schedule"]["optim"]["cnn"]
+    assert cnn["lr"] == 0.001 and cnn["optimizer"] == "sgd"
+    assert cs["teachers"]["segformer_b4"]["model"] is None
+    assert cs["run_overrides"] == {"train.eval_every": 50} and cs["generated"] is False
     assert cs["root"] == "/data/cs" and cs["val_split"] == "1"  # string-only keys stay strings
     assert config["check_roots"] is False and config["seeds"] == 2
     validate_schema(config)  # what failed before: '128' is not of type 'integer'
@@ -57,7 +58,7 @@ def test_snakefile_coerces_before_validating() -> None:
 def test_dry_run_with_a_nested_crop_override(tmp_path: Path) -> None:
     from test_workflow import snakemake
 
-    result = snakemake("-n", "-p", "--forceall", "results/table_cityscapes.csv", "--config", "check_roots=false",
-                       "datasets={cityscapes: {schedule: {crop: [128, 256]}}}")
+    result = snakemake("-n", "-p", "--forceall", "results/table_cityscapes.csv", "--config",
+                       "check_roots=false", "datasets={cityscapes: {schedule: {crop: [128, 256]}}}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "data.crop=[128, 256]" in result.stdout

@@ -38,7 +38,8 @@ config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
                           "resumes; the workflow passes this)")
     train.set_defaults(func=run_train)
 
-    evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split", epilog="""example:
+    evaluate = subparsers.add_parser("eval", help="evaluate a saved model on a dataset split",
+                                     epilog="""example:
   python -m harness eval --model runs/s --dataset toycity --root data/toycity --out eval.json""")
     evaluate.add_argument("--model", required=True,
                           help="saved model folder (or a run folder holding model/)")

@@ -65,8 +65,8 @@ class RunMonitor:
         self.rows, self.log_every, self.active = rows, max(log_every, 1), active
         self.level = progress_level
         self.start_iteration = rows[-1]["iteration"] if rows else 0
-        self.last_eval = next(((r["iteration"], r[VAL_MIOU]) for r in reversed(rows) if r.get(VAL_MIOU) is not None),
-                              None)
+        evaluated = [(r["iteration"], r[VAL_MIOU]) for r in rows if r.get(VAL_MIOU) is not None]
+        self.last_eval = evaluated[-1] if evaluated else None
         self._pending: dict[str, Any] | None = None
         self._train_seconds = 0.0
         self._file = self._writer = self._tb = None

@@ -8,7 +8,7 @@ The forward runs on the ``meta`` device, so no memory is allocated and no arithm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -20,7 +20,7 @@ class Complexity:
     size: tuple[int, int]  # (H, W) the FLOPs were counted at
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_complexity(name: str, num_classes: int, size: tuple[int, int]) -> Complexity:
     """Parameters and GFLOPs of model ``name`` with ``num_classes`` outputs on an ``size`` image."""
     from torch.utils.flop_counter import FlopCounterMode

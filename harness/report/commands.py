@@ -243,7 +243,8 @@ def _model_tokens(tokens: list[str]) -> dict[str, str]:
         if not sep:
             label, folder = _default_label(token), token
         if not label or not folder:
-            raise ConfigError(f"--model {token!r} must look like [LABEL=]FOLDER (a run or saved-model folder)")
+            raise ConfigError(f"--model {token!r} must look like [LABEL=]FOLDER (a run or saved-model "
+                              "folder)")
         models[label] = folder
     return models
 
@@ -359,7 +360,8 @@ def _register_tables(sub: argparse._SubParsersAction) -> None:
                            "figures, params, GFLOPs) as a CSV, with the paper-style pivot beside it "
                            "as Markdown and LaTeX.", epilog=EXAMPLES["table"])
     table.add_argument("runs", nargs="+", help="run folders or their metrics.json")
-    table.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="the table's pairs, in row order")
+    table.add_argument("--pairs", nargs="+", required=True, metavar=PAIR,
+                       help="the table's pairs, in row order")
     table.add_argument("--methods", required=True, help="comma-separated, in column order; include baseline")
     table.add_argument("--teacher-eval", nargs="*", default=[], metavar="TEACHER=EVAL_JSON",
                        help="each teacher's `python -m harness eval` output (the teacher rows)")
@@ -368,7 +370,8 @@ def _register_tables(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--published", "--recorded", dest="published",
                        default="results/published/published_results.csv",
                        help="the published figures shown beside ours (CSV; --recorded is the old spelling)")
-    table.add_argument("--cost", default=None, help="cost CSV of `python -m harness bench` (used if it exists)")
+    table.add_argument("--cost", default=None,
+                       help="cost CSV of `python -m harness bench` (used if it exists)")
     table.add_argument("--scale", choices=("full", "smoke"), default="full",
                        help="what the runs are (recorded in the table; compare prints it)")
     table.add_argument("--out", required=True, help="CSV path; the .md and .tex pivots are written beside it")

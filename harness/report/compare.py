@@ -43,7 +43,8 @@ def _row(row: pd.Series, with_published: bool) -> dict[str, str]:
     out = {
         "pair": f"{row.teacher} -> {row.student}", "method": row.method,
         "ours": f"{_pm(row.miou_mean, row.miou_std)} (n={int(row.n_seeds)}){mark}",
-        "our gain": "" if baseline else _pm(row.get("delta", math.nan), row.get("delta_std", math.nan), "{:+.2f}"),
+        "our gain": "" if baseline else _pm(row.get("delta", math.nan), row.get("delta_std", math.nan),
+                                             "{:+.2f}"),
     }
     if with_published:
         out["published"] = _num(row.published_miou)

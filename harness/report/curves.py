@@ -36,7 +36,8 @@ def run_curves(run: RunResult, bins: int = 200) -> pd.DataFrame:
     binned = losses.groupby("bin")[["loss_task", "loss_distill"]].mean().reset_index()
     binned["bin"] = binned["bin"].clip(upper=int(log.iteration.max()))
     terms = ["loss_task"] + (["loss_distill"] if run.method != "baseline" else [])
-    parts = [pd.DataFrame({"term": term, "iteration": binned["bin"], "value": binned[term]}) for term in terms]
+    parts = [pd.DataFrame({"term": term, "iteration": binned["bin"], "value": binned[term]})
+             for term in terms]
     if "val_miou" in log:
         evaluated = log.dropna(subset=["val_miou"])
         parts.append(pd.DataFrame({"term": "val_miou", "iteration": evaluated.iteration,

@@ -45,7 +45,8 @@ def _teacher_rows(frame: pd.DataFrame, width: int) -> list[list[str]]:
     rows = []
     for teacher, rows_of in frame.groupby("teacher", sort=False):
         first = rows_of.iloc[0]
-        cells = [f"{teacher} (teacher)", "", _num(first.teacher_params_m, SIG), _num(first.teacher_gflops, SIG),
+        cells = [f"{teacher} (teacher)", "", _num(first.teacher_params_m, SIG),
+                 _num(first.teacher_gflops, SIG),
                  "1" if _num(first.teacher_miou) else "", _num(first.teacher_miou)]
         rows.append(cells + [""] * (width - len(cells)))
     return rows

@@ -200,8 +200,10 @@ def cka_figure(frame: pd.DataFrame, path: str | Path) -> None:
         ax.set_title(f"{teacher} -> {student}\n({kind})", fontsize=8)
     fig.colorbar(image, ax=list(axes[0]), label="linear CKA", shrink=0.9)
     images = frame["images"].iloc[0] if "images" in frame else "?"
-    seeds = f", mean of {frame.seed.nunique()} student seeds" if "seed" in frame and frame.seed.nunique() > 1 else ""
-    fig.suptitle(f"teacher / student feature similarity on {frame.dataset.iloc[0]} ({images} val images{seeds})",
+    several = "seed" in frame and frame.seed.nunique() > 1
+    seeds = f", mean of {frame.seed.nunique()} student seeds" if several else ""
+    fig.suptitle(f"teacher / student feature similarity on {frame.dataset.iloc[0]} "
+                 f"({images} val images{seeds})",
                  fontsize=10)
     _save(fig, path)
 
@@ -238,7 +240,8 @@ def curves_figure(frame: pd.DataFrame, path: str | Path, labels: dict[str, str] 
                 if len(rows):
                     _band(ax, rows, colours[method], labels.get(method, method))
             values = of_pair[of_pair.term == term].value
-            if term.startswith("loss_") and len(values) and values.min() > 0 and values.max() / values.min() > 20:
+            spread = values.max() / values.min() if len(values) and values.min() > 0 else 1.0
+            if term.startswith("loss_") and spread > 20:
                 ax.set_yscale("log")  # methods' terms differ by orders of magnitude
             ax.set_title(f"{teacher} -> {student}: {CURVE_TITLES[term]}" if c == 0 else CURVE_TITLES[term],
                          fontsize=8)
@@ -285,11 +288,13 @@ def qualitative_figure(images: list[np.ndarray], labels: list[np.ndarray],
             axes[r, c].set_axis_off()
             if r == 0:
                 axes[r, c].set_title(columns[c], fontsize=9)
-    shown = np.unique(np.concatenate([m.ravel() for m in [*labels, *(p for ps in predictions.values() for p in ps)]]))
+    maps = [*labels, *(p for ps in predictions.values() for p in ps)]
+    shown = np.unique(np.concatenate([m.ravel() for m in maps]))
     handles = [Patch(facecolor=np.asarray(palette[k]) / 255.0, edgecolor="k", lw=0.3, label=class_names[k])
                for k in shown if k != IGNORE_INDEX and k < len(class_names)]
     if any(k == IGNORE_INDEX for k in shown):
-        handles.append(Patch(facecolor=np.asarray(ignore_colour) / 255.0, edgecolor="k", lw=0.3, label="ignored"))
+        handles.append(Patch(facecolor=np.asarray(ignore_colour) / 255.0, edgecolor="k", lw=0.3,
+                             label="ignored"))
     if title:
         fig.suptitle(title, fontsize=10)
     bottom = 0.035 * math.ceil(len(handles) / 8) + 0.01

@@ -614,7 +614,8 @@ def check_published(config: dict[str, Any]) -> None:
     load_published(config["published"])
 
 
-def pretrained_warnings(config: dict[str, Any], plans: dict[str, DatasetPlan], datasets: list[str]) -> list[str]:
+def pretrained_warnings(config: dict[str, Any], plans: dict[str, DatasetPlan],
+                        datasets: list[str]) -> list[str]:
     """One loud line per real dataset whose students or workflow-trained teachers start from
     random weights: the protocol (docs/protocol.md §Models) starts from ImageNet-pretrained encoders and
     distils from trained teachers, so such numbers are not comparable with published ones."""
