@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "import", help="convert a CIRKD / NVlabs-mmseg checkpoint into a saved-model folder",
         description="Write DIR/model.safetensors + DIR/config.json from a reference checkpoint; "
                     "DIR then works wherever a trained model does (model.teacher_model, "
-                    "teachers.<name>.model, eval --model).")
+                    "teachers.<name>.model, eval --model).",
+        epilog="""example (CIRKD's released Cityscapes teacher):
+  python -m harness models import deeplabv3_resnet101_citys_best_model.pth --format cirkd \\
+      --model deeplabv3_r101 --dataset cityscapes --out teachers/deeplabv3_r101_citys""")
     imp.add_argument("file", help="the reference .pth (or .safetensors) file")
     imp.add_argument("--format", required=True, choices=list(FORMATS),
                      help="cirkd (DeepLabV3/PSPNet/MobileNetV2), cirkd-segformer, mmseg (NVlabs SegFormer)")
