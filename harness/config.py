@@ -106,6 +106,11 @@ class MethodConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: evaluations per run when ``train.eval_every`` is left unset: cheap next to the training on every
+#: dataset of the grid, and enough for a curve and a best-on-val checkpoint (docs/protocol.md)
+EVALS_PER_RUN = 4
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     iterations: int = 300
@@ -121,12 +126,19 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on CUDA
     threads: int | None = None  # torch intra-op threads on CPU
     checkpoint_every: int = 100
-    eval_every: int = 0  # 0: only at the end
+    eval_every: int | None = None  # None: EVALS_PER_RUN evaluations per run; 0: only at the end
     log_every: int = 10
     skip_nonfinite: bool = False  # skip a batch whose loss is NaN/Inf instead of stopping
     sync_bn: bool = True  # SyncBN under DDP on CUDA (student and the method's modules)
     # logits -> label size for the task loss and evaluation; None: the protocol's
     align_corners: bool | None = None
+
+    @property
+    def eval_interval(self) -> int:
+        """Iterations between evaluations during the run (0: only the final one)."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, -(-self.iterations // EVALS_PER_RUN))
 
 
 #: What each protocol fixes beyond the config's own values (docs/protocol.md §Resizing).
@@ -336,6 +348,7 @@ def validate_values(config: RunConfig) -> None:
         (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (t.aux_weight >= 0, "train.aux_weight must be >= 0"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (t.eval_every is None or t.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)"),
         (config.protocol in PROTOCOLS, f"protocol {config.protocol!r} is unknown; valid: "
                                        f"{', '.join(sorted(PROTOCOLS))}"),
         (config.data.batch_size > 0, "data.batch_size must be > 0"),

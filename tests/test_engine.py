@@ -71,7 +71,8 @@ def test_outputs_present_with_documented_keys(toy_root, tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text()) == to_dict(config)
     rows = read_log(run)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
-    assert set(rows[0]) == {"iteration", "lr", "loss_task", "loss_aux", "loss_total", "time_s"}
+    assert set(rows[0]) == {"iteration", "lr", "loss_task", "loss_aux", "loss_total", "time_s", "val_miou"}
+    assert [r["val_miou"] != "" for r in rows] == [False, True, False, True]  # eval_every=2
     for row in rows:  # total = task + 0.4 * aux term (already weighted)
         expected = float(row["loss_task"]) + float(row["loss_aux"])
         assert float(row["loss_total"]) == pytest.approx(expected, rel=1e-5)

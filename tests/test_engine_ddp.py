@@ -33,8 +33,11 @@ def test_two_process_gloo_smoke_run(toy_root, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and all(math.isfinite(float(r["loss_total"])) for r in rows)
     # rank 1 wrote nothing of its own: no stray temp files beside rank 0's outputs
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "log.csv",
-                                                     "metrics.json", "model"]
+    names = sorted(p.name for p in run.iterdir())
+    events = [n for n in names if n.startswith("events.out.tfevents.")]
+    assert len(events) == 1  # rank 0's TensorBoard file, no other rank's
+    assert [n for n in names if n not in events] == ["checkpoints", "config.yaml", "log.csv",
+                                                      "metrics.json", "model"]
 
 
 def test_cirkd_queues_gather_every_process_keys(tmp_path):

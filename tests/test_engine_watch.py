@@ -129,3 +129,66 @@ def test_only_the_main_process_writes(tmp_path: Path) -> None:
 
 def test_duration_format() -> None:
     assert (duration(7.4), duration(130), duration(3725), duration(-3)) == ("7s", "2m10s", "1h02m", "0s")
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    from harness.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("toycity")
+    prepare_dataset("toycity", root, num_train=16, num_val=4, height=32, width=64)
+    return root
+
+
+def _train(root: Path, out: Path, *overrides: str) -> dict:
+    from harness.config import load_config
+    from harness.engine import train
+
+    return train(load_config(None, [
+        f"data.root={root}", "model.student=deeplabv3_tiny", "data.crop=[32, 32]", "data.batch_size=4",
+        "data.workers=0", "train.iterations=8", "train.checkpoint_every=4", "train.threads=1",
+        "method.name=afdcd", "model.teacher=deeplabv3_tiny", *overrides]), out)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    from harness.models import build_model, save_model
+
+    folder = tmp_path_factory.mktemp("teacher") / "model"
+    torch.manual_seed(0)
+    save_model(build_model("deeplabv3_tiny", 10), folder, {"dataset": "toycity", "miou": 1.0})
+    return folder
+
+
+def test_periodic_evaluation_leaves_the_training_identical(toy_root, teacher, tmp_path) -> None:
+    """Af-DCD draws random masks every step: evaluating in between must not move its stream."""
+    never = _train(toy_root, tmp_path / "never", f"model.teacher_model={teacher}", "train.eval_every=0")
+    default = _train(toy_root, tmp_path / "default", f"model.teacher_model={teacher}")
+    losses = [{k: v for k, v in r.items() if k.startswith("loss_")}
+              for r in _read(tmp_path / "never/log.csv")]
+    assert losses == [{k: v for k, v in r.items() if k.startswith("loss_")}
+                      for r in _read(tmp_path / "default/log.csv")]
+    assert default["miou"] == never["miou"]
+    # the default evaluates every ceil(8 / 4) = 2 iterations; the rows say when and what
+    evaluated = {int(r["iteration"]): float(r["val_miou"]) for r in _read(tmp_path / "default/log.csv")
+                 if r["val_miou"]}
+    assert sorted(evaluated) == [2, 4, 6, 8] and evaluated[8] == pytest.approx(default["miou"])
+    assert default["best_miou"] == pytest.approx(max(evaluated.values()))
+    assert [r["val_miou"] for r in _read(tmp_path / "never/log.csv")][-1] != ""  # the final one only
+    assert sum(r["val_miou"] != "" for r in _read(tmp_path / "never/log.csv")) == 1
+
+
+def test_a_run_writes_tensorboard_events_and_progress_lines(toy_root, teacher, tmp_path, caplog) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with caplog.at_level(logging.INFO, logger="harness.engine.watch"):
+        _train(toy_root, tmp_path / "run", f"model.teacher_model={teacher}", "train.log_every=100")
+    lines = [r.getMessage() for r in caplog.records]
+    # 8 iterations, log_every 100: still the first and the last iteration
+    assert [line.split()[1] for line in lines] == ["1/8", "8/8"]
+    assert "img/s" in lines[0] and "ETA" in lines[0] and "val mIoU 6" not in lines[0]
+    assert "val mIoU" in lines[1] and "at 6" in lines[1]  # the last evaluation before iteration 8
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss_total")] == list(range(1, 9))
+    assert [e.step for e in events.Scalars("val/miou")] == [2, 4, 6, 8]

@@ -70,7 +70,7 @@ def _runnable(argv: list[str], venv: Path) -> tuple[list[str], str]:
             return [], ""
         return [SNAKEMAKE, *argv[1:], *(["-n"] if "-n" not in argv else [])], ""
     if argv[0] == "tensorboard":
-        return [str(venv / "bin" / "tensorboard"), "--inspect", *argv[1:]], "tensorboard"
+        return [str(venv / "bin" / "tensorboard"), "--inspect", *argv[1:]], "val/miou"
     command = argv[3]
     if command == "models":  # needs the published checkpoint file: parsed by the import test below
         return [], ""

@@ -56,7 +56,7 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
     assert cka.cka.between(0, 1 + 1e-6).all() and set(cka.kind) == {"heterogeneous", "homogeneous"}
     assert len(cka) == 3 * 4 * 4  # three pairs, every teacher stage x student stage
     curves = pd.read_csv(results / "curves_toycity.csv")
-    assert {"loss_task", "loss_distill"} <= set(curves.term)
+    assert set(curves.term) == {"loss_task", "loss_distill", "val_miou"}
     assert set(curves.method) == set(toy["methods"]) and curves.value.map(math.isfinite).all()
     for name in ("ablation", "sensitivity", "cka", "qualitative", "curves"):
         assert (results / f"{name}_toycity.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,8 +8,6 @@ parameter of the student and of the distiller.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import math
 import signal
@@ -46,6 +44,7 @@ from harness.engine.prepare import RunInputs, prepare_run
 from harness.engine.run_folder import FolderPlan, plan_run_folder
 from harness.engine.seeding import rng_state, seed_everything, set_rng_state, use_deterministic_algorithms
 from harness.engine.step import TOTAL, Precision, StepParts, StudentWithDistiller, first_nonfinite, train_step
+from harness.engine.watch import RunMonitor, csv_text
 from harness.errors import DataError, RunInterrupted, UserError
 from harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
@@ -74,6 +73,7 @@ class _Run:
     loader: DataLoader
     sampler: ResumableSampler
     started: float  # perf_counter() at the start of this process's part of the run
+    monitor: RunMonitor | None = None  # set once the progress is known (:func:`_train`)
 
     @property
     def per_rank_batch(self) -> int:
@@ -103,17 +103,6 @@ class _Progress:
         return self.train_time_before + self.train_time
 
 
-def _csv_text(rows: list[dict[str, float]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def train(config: RunConfig, out_dir: str | Path, existing: str = "keep") -> dict:
     """Train ``config`` into ``out_dir``: from scratch, resuming the unfinished run of this
     config and code it holds, or nothing when it holds this config's finished run; a run of
@@ -141,6 +130,7 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext, existing: str) ->
         return folder.metrics
     run = _setup(config, out_dir, ctx, folder)
     progress = _resume(run)
+    run.monitor = _monitor(run, progress)
     try:
         _loop(run, _step_parts(run), progress)
         return _finish(run, progress)
@@ -149,6 +139,8 @@ def _train(config: RunConfig, out_dir: Path, ctx: DistContext, existing: str) ->
                              f"{_where_it_resumes(run, progress)}") from None
     except DataError as err:  # a bad file met in the loop or the final evaluation
         raise DataError(f"{err}; then {_where_it_resumes(run, progress)}") from None
+    finally:
+        run.monitor.close()
 
 
 def _where_it_resumes(run: _Run, progress: _Progress) -> str:
@@ -156,6 +148,17 @@ def _where_it_resumes(run: _Run, progress: _Progress) -> str:
         return "no checkpoint is there yet: the same command starts the run again"
     return (f"{checkpoint_path(run.out_dir)} (iteration {progress.checkpointed}) is kept: the "
             f"same command resumes from it")
+
+
+def _monitor(run: _Run, progress: _Progress) -> RunMonitor:
+    """log.csv, TensorBoard events and progress lines (written by rank 0). With a progress bar on
+    a terminal the lines go to the debug log; without one (Snakemake logs, batch jobs) they are
+    the progress."""
+    tc = run.config.train
+    level = logging.DEBUG if run.ctx.is_main and sys.stderr.isatty() else logging.INFO
+    return RunMonitor(run.out_dir, iterations=tc.iterations, batch_size=run.config.data.batch_size,
+                      rows=progress.rows, log_every=tc.log_every, active=run.ctx.is_main,
+                      progress_level=level)
 
 
 def _check_data_on_main(config: RunConfig, ctx: DistContext) -> None:
@@ -267,12 +270,15 @@ def _loop(run: _Run, parts: StepParts, progress: _Progress) -> None:
                                    labels.to(device, non_blocking=True))
                 progress.iteration += 1
                 _check_finite(run, progress, terms)
-                progress.train_time += time.perf_counter() - tick
+                step_seconds = time.perf_counter() - tick
+                progress.train_time += step_seconds
                 row = {"iteration": progress.iteration, "lr": lr, **terms,
                        "time_s": round(progress.total_train_time, 4)}
                 progress.rows.append(row)
                 bar.update(1)
-                _log_row(run, row, bar, show_bar)
+                if progress.iteration % max(tc.log_every, 1) == 0:
+                    bar.set_postfix(loss=f"{row[TOTAL]:.4f}", lr=f"{row['lr']:.2e}")
+                run.monitor.step(row, step_seconds)
                 _periodic(run, progress)
                 tick = time.perf_counter()
                 if progress.iteration >= tc.iterations or progress.iteration % run.batches_per_epoch == 0:
@@ -297,24 +303,14 @@ def _check_finite(run: _Run, progress: _Progress, terms: dict[str, float]) -> No
     log.warning("skipping iteration %d: loss term %s is %s", progress.iteration, bad, terms[bad])
 
 
-def _log_row(run: _Run, row: dict[str, float], bar: tqdm, show_bar: bool) -> None:
-    tc = run.config.train
-    if row["iteration"] % max(tc.log_every, 1):
-        return
-    bar.set_postfix(loss=f"{row[TOTAL]:.4f}", lr=f"{row['lr']:.2e}")
-    # Without a terminal (Snakemake logs, batch jobs) these lines are the progress.
-    level = logging.INFO if run.ctx.is_main and not show_bar else logging.DEBUG
-    log.log(level, "iteration %d/%d lr %.3e %s", row["iteration"], tc.iterations, row["lr"],
-            " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("loss_")))
-
-
 def _periodic(run: _Run, progress: _Progress) -> None:
-    """Evaluation every ``train.eval_every`` and checkpoint every ``train.checkpoint_every``
+    """Evaluation every ``train.eval_interval`` and checkpoint every ``train.checkpoint_every``
     iterations (the last iteration's are :func:`_finish`'s)."""
     tc, iteration = run.config.train, progress.iteration
-    if tc.eval_every and iteration % tc.eval_every == 0 and iteration < tc.iterations:
+    if tc.eval_interval and iteration % tc.eval_interval == 0 and iteration < tc.iterations:
         scores = _evaluate(run)
         _update_best(progress, scores)
+        run.monitor.evaluated(iteration, scores["miou"])
         log.info("iteration %d: val mIoU %.2f (best %.2f at %s)", iteration, scores["miou"],
                  progress.best["miou"], progress.best["iteration"])
     if tc.checkpoint_every and iteration % tc.checkpoint_every == 0 and iteration < tc.iterations:
@@ -380,7 +376,7 @@ def _write_checkpoint(run: _Run, progress: _Progress, rngs: list) -> None:
         "wall_time_s": progress.elapsed_before + time.perf_counter() - run.started,
         "train_time_s": progress.total_train_time,
     })
-    atomic_write_text(run.out_dir / "log.csv", _csv_text(progress.rows))
+    run.monitor.write_all()  # log.csv as the checkpoint holds it
 
 
 @contextlib.contextmanager
@@ -404,6 +400,7 @@ def _finish(run: _Run, progress: _Progress) -> dict:
         _save_checkpoint(run, progress)
     scores = _evaluate(run)
     _update_best(progress, scores)
+    run.monitor.evaluated(progress.iteration, scores["miou"])
     metrics = _metrics(run, progress, scores)
     if run.ctx.is_main:
         with _writing(run, progress):
@@ -466,6 +463,6 @@ def _write_outputs(out_dir: Path, student: nn.Module, metrics: dict, rows: list,
                 "seed": config.seed, "method": config.method.name, "protocol": config.protocol,
                 "align_corners": metrics["align_corners"]}
     save_model(student, out_dir / "model", metadata)  # the folder appears whole
-    atomic_write_text(out_dir / "log.csv", _csv_text(rows))
+    atomic_write_text(out_dir / "log.csv", csv_text(rows))
     retire_checkpoint(out_dir)
     atomic_write_json(out_dir / "metrics.json", metrics)
