@@ -94,10 +94,28 @@ def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "train.iterations=4 " in out and "train.iterations=300" not in out
-    assert "data.max_val_images=4" in out and "--out runs/smoke/toycity/" in out
+    assert "data.max_val_images=2" in out and "--out runs/smoke/toycity/" in out
+    assert "train.eval_every=2" in out  # halfway and at the end
     assert "results/smoke/table_toycity.csv" in out
     assert job_stats(out)["train_student"] == 2 * 2  # seeds=2 overrides toycity's 1
     assert "torchrun --standalone --nproc_per_node=2 -m harness train" in out
+
+
+def test_smoke_shrinks_what_makes_a_real_dataset_slow() -> None:
+    """Cityscapes at smoke scale: the 512x1024 crop, 8 loader workers, the val set and the figures'
+    images shrink to the `smoke` limits, which the README's smoke target names."""
+    result = snakemake("-n", "-p", "--forceall", "results/smoke/table_cityscapes.csv",
+                       "results/smoke/cka_cityscapes.png", "--config", "scale=smoke", "check_roots=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    train_lines = [line for line in out.splitlines() if " -m harness train " in line]
+    assert train_lines and all("data.crop=[64, 128]" in line and "data.workers=0" in line
+                               and "data.max_val_images=2" in line for line in train_lines)
+    assert "512, 1024" not in out and "data.workers=8" not in out
+    assert "--images 2 " in out and "--max-images 2 " in out  # CKA figure and teacher evaluation
+    smoke = copy.deepcopy(CONFIG)
+    smoke["scale"] = "smoke"
+    assert grid.Scale.of(smoke).crop([32, 2048]) == [32, 128]  # each side at most the limit
 
 
 def test_every_job_runs_the_command_line_the_planner_builds() -> None:

@@ -90,9 +90,12 @@ class Scale:
     iterations: int | None = None  # None: the schedule's
     teacher_iterations: int | None = None
     max_batch: int | None = None
-    max_val_images: int | None = None
+    max_val_images: int | None = None  # also the images of the CKA and qualitative figures
     max_bench_repeats: int | None = None  # warm-up and timed repeats of the cost benchmark
     bench_isolate: str | None = None  # `bench --isolate` (None: the benchmark's default)
+    max_crop: tuple[int, int] | None = None  # training (and benchmark) crop, per side
+    max_workers: int | None = None  # loader workers
+    evals: int | None = None  # evaluations per run (None: the run config's default)
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> Scale:
@@ -101,12 +104,27 @@ class Scale:
         if config["scale"] != "smoke":
             raise ConfigError(f"config key 'scale' must be 'full' or 'smoke', got {config['scale']!r}")
         limits = config["smoke"]
-        # smoke times one step after one warm-up, in the workflow's process
+        # smoke times one step after one warm-up, in the workflow's process, and evaluates twice
+        # (halfway and at the end) so the periodic evaluation runs too
         return cls("smoke", "smoke/", limits["iterations"], limits["teacher_iterations"],
-                   limits["batch"], limits["max_val_images"], 1, "none")
+                   limits["batch"], limits["max_val_images"], 1, "none", tuple(limits["crop"]),
+                   limits["workers"], 2)
 
     def batch(self, full: int) -> int:
         return full if self.max_batch is None else min(full, self.max_batch)
+
+    def crop(self, full: list[int]) -> list[int]:
+        return list(full) if self.max_crop is None else [min(a, b) for a, b in zip(full, self.max_crop)]
+
+    def workers(self, full: int) -> int:
+        return full if self.max_workers is None else min(full, self.max_workers)
+
+    def images(self, full: int) -> int:
+        return full if self.max_val_images is None else min(full, self.max_val_images)
+
+    def eval_every(self, iterations: int) -> int | None:
+        """``train.eval_every`` of a run of ``iterations`` (None: leave the run config's)."""
+        return None if self.evals is None else max(1, iterations // self.evals)
 
     def bench_repeats(self, full: int) -> int:
         return full if self.max_bench_repeats is None else min(full, self.max_bench_repeats)
@@ -256,9 +274,9 @@ class DatasetPlan:
             "protocol": cfg["protocol"],
             "data.name": self.name,
             "data.root": cfg["root"],
-            "data.crop": list(schedule["crop"]),
+            "data.crop": scale.crop(schedule["crop"]),
             "data.batch_size": batch,
-            "data.workers": schedule["workers"],
+            "data.workers": scale.workers(schedule["workers"]),
             "data.val_split": cfg["val_split"],
             "model.student": student,
             "train.iterations": iterations,
@@ -270,6 +288,8 @@ class DatasetPlan:
                 values[target] = schedule["optim"][family][key]
         if scale.max_val_images is not None:
             values["data.max_val_images"] = scale.max_val_images
+        if scale.eval_every(iterations) is not None:
+            values["train.eval_every"] = scale.eval_every(iterations)
         if config["pretrained"].get(student):
             values["model.pretrained"] = config["pretrained"][student]
         method = variant or self.main["baseline"]

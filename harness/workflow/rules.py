@@ -98,7 +98,7 @@ def _cost(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     schedule, cost = plan.cfg["schedule"], plan.cfg["cost"]
     methods = [v.method + (f":{v.preset}" if v.preset else "")
                for v in plan.main.values() if v.method != "baseline"]
-    args = ["bench", "--dataset", plan.name, "--crop", *map(str, schedule["crop"]),
+    args = ["bench", "--dataset", plan.name, "--crop", *map(str, plan.scale.crop(schedule["crop"])),
             "--batch", str(plan.scale.batch(schedule["batch"])),
             "--pairs", *(f"{p.teacher}:{p.student}" for p in plan.pairs), "--methods", *methods,
             "--warmup", str(plan.scale.bench_repeats(cost["warmup"])),
@@ -137,7 +137,7 @@ def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
-    args = ["report", "cka", *_split(plan), "--images", str(plan.cfg["cka"]["images"])]
+    args = ["report", "cka", *_split(plan), "--images", str(plan.scale.images(plan.cfg["cka"]["images"]))]
     for pair in plan.pairs:
         teacher, student = figure_models(plan, pair)
         args += ["--pair", f"{teacher}:{student}:{pair.kind}"]
@@ -145,7 +145,8 @@ def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 
 def _qualitative(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
-    args = ["report", "qualitative", *_split(plan), "--images", str(plan.cfg["qualitative"]["images"])]
+    images = plan.scale.images(plan.cfg["qualitative"]["images"])
+    args = ["report", "qualitative", *_split(plan), "--images", str(images)]
     for label, folder in qualitative_models(plan).items():
         args += ["--model", f"{label}={folder}"]
     return args
