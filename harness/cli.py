@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "harness.models.commands",  # models import
     "harness.bench.commands",  # bench
     "harness.report.commands",  # report ... / compare
-    "harness.workflow.commands",  # grid check / gpu run / gpu status
+    "harness.workflow.commands",  # grid check / grid plan / gpu run / gpu status
 )
 
 DESCRIPTION = ("Knowledge distillation for semantic segmentation across architectures: "

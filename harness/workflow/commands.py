@@ -1,6 +1,6 @@
 """CLI: ``python -m harness grid check`` (validate the workflow config, count its jobs and parse
-the command line of every one of them) and ``python -m harness gpu run|status`` (the GPU slots of
-the workflow's jobs)."""
+the command line of every one of them), ``python -m harness grid plan`` (price its training jobs
+before starting) and ``python -m harness gpu run|status`` (the GPU slots of the workflow's jobs)."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,78 @@ def _cmd_grid_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_gpus(args: argparse.Namespace, config: dict) -> tuple[int, int]:
+    """(GPUs to plan for, GPUs per training job): the options, else this machine's slots."""
+    from harness.workflow import gpus
+
+    per_job = args.gpus_per_job or config["gpus_per_job"]
+    total = args.gpus if args.gpus is not None else max(len(gpus.resolve_devices(config["gpus"]) or []), 1)
+    if total < 1 or per_job < 1 or per_job > total:
+        raise ConfigError(f"--gpus {total} and --gpus-per-job {per_job} must be >= 1 with "
+                          f"--gpus-per-job <= --gpus")
+    return total, per_job
+
+
+def _step_times(args: argparse.Namespace, needed: list) -> dict:
+    """The step times of ``needed``: from --step-times files, the rest measured here."""
+    import torch
+
+    from harness.workflow import step_times
+
+    times = {}
+    for path in args.step_times:
+        times.update(step_times.read_step_times(path))
+    missing = [c for c in needed if c not in times]
+    if missing and args.no_measure:
+        raise ConfigError(f"{len(missing)} step configurations are not in --step-times (first: "
+                          f"{missing[0].label}); drop --no-measure to measure them here")
+    if missing:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        if device == "cpu":
+            torch.set_num_threads(args.threads)
+        reduce_to = None if device.startswith("cuda") and not args.reduce else (args.max_side, args.max_batch)
+        if args.clock == "cpu" and device.startswith("cuda"):
+            raise ConfigError("--clock cpu does not see GPU time; use --clock wall on a GPU")
+        times.update(step_times.measure_step_times(missing, device=device, reduce_to=reduce_to,
+                                                   warmup=args.warmup, repeats=args.repeats,
+                                                   clock=args.clock, cpu_memory_gb=args.cpu_memory_gb))
+    return {c: times[c] for c in needed}
+
+
+def _cmd_grid_plan(args: argparse.Namespace) -> int:
+    from harness.workflow import grid, plan, rules
+
+    config, datasets = _load_grid_config(args)
+    plans = grid.check_config(config)
+    grid.check_names(plans, datasets)
+    total_gpus, per_job = _plan_gpus(args, config)
+    if args.record:
+        from harness.io import ensure_writable_dir
+
+        ensure_writable_dir(Path(args.record).parent)
+    jobs = [job for name in datasets for job in plan.training_jobs(plans[name])]
+    times = _step_times(args, list(dict.fromkeys(job.step for job in jobs)))
+    if args.record:
+        from harness.workflow.step_times import write_step_times
+
+        write_step_times(args.record, times)
+    costs, unpriced = [], {}
+    for name in datasets:
+        costs += plan.rule_costs(name, [j for j in jobs if j.step.dataset == name], times, per_job)
+        for rule, n in rules.job_counts(config, [name]).items():
+            if rule not in plan.TRAINING_RULES:
+                unpriced[(name, rule)] = n
+    wall = {job.run: plan.job_hours(job, times, per_job)[1] for job in jobs}
+    makespan = plan.makespan_hours(jobs, wall, total_gpus // per_job)
+    n_preset = sum(job.has_options for job in jobs)
+    sys.stdout.write(plan.render(costs, unpriced, times, total_gpus, per_job, makespan, n_preset))
+    if args.detail:
+        sys.stdout.write("\n" + "\n".join(plan.detail_lines(jobs, times)) + "\n")
+    return 0
+
+
 def _cmd_gpu_run(args: argparse.Namespace) -> int:
     from harness.workflow import gpus
 
@@ -79,6 +151,43 @@ def _cmd_gpu_status(args: argparse.Namespace) -> int:
         lines.append(f"held now ({lock_dir}): {busy or 'none'}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _register_plan(grid_sub: argparse._SubParsersAction, default_config: str) -> None:
+    plan = grid_sub.add_parser(
+        "plan", help="jobs, iterations, GPU-hours and wall time per rule, before starting",
+        description="Price the training jobs of the grid from step times measured here on the "
+                    "real models (or read with --step-times).")
+    plan.add_argument("--config", default=default_config)
+    plan.add_argument("--datasets", nargs="*", default=None)
+    plan.add_argument("--seeds", type=int, default=None)
+    plan.add_argument("--scale", choices=("full", "smoke"), default=None)
+    plan.add_argument("--gpus", type=int, default=None,
+                      help="GPUs of the box to plan for (default: this machine's slots, at least 1)")
+    plan.add_argument("--gpus-per-job", type=int, default=None, help="default: the config's gpus_per_job")
+    plan.add_argument("--step-times", nargs="*", default=[], metavar="CSV",
+                      help="step times from `grid plan --record` or a `harness bench` cost table; "
+                           "configurations not in them are measured")
+    plan.add_argument("--no-measure", action="store_true", help="refuse to measure (all from --step-times)")
+    plan.add_argument("--record", metavar="CSV", help="write the step times the plan used")
+    plan.add_argument("--detail", action="store_true",
+                      help="also list every step configuration with its jobs and GPU-hours")
+    plan.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    plan.add_argument("--reduce", action="store_true",
+                      help="measure at a reduced crop and batch on a GPU too (always on CPU)")
+    plan.add_argument("--max-side", type=int, default=128,
+                      help="reduced crop: its longer side (default 128)")
+    plan.add_argument("--max-batch", type=int, default=2, help="reduced batch (default 2)")
+    plan.add_argument("--warmup", type=int, default=1)
+    plan.add_argument("--repeats", type=int, default=3)
+    plan.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
+    plan.add_argument("--cpu-memory-gb", type=float, default=6.0,
+                      help="memory the measurement may add on a CPU; a configuration needing more "
+                           "is priced as its pair's slowest (default 6)")
+    plan.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                      help="cpu: CPU seconds of the process (a CPU shared with other jobs; use "
+                           "with --threads 1)")
+    plan.set_defaults(func=_cmd_grid_plan)
 
 
 def _register_gpu(subparsers: argparse._SubParsersAction, default_config: str) -> None:
@@ -118,4 +227,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--seeds", type=int, default=None, help="override every dataset's seeds")
     check.add_argument("--scale", choices=("full", "smoke"), default=None, help="override the config's scale")
     check.set_defaults(func=_cmd_grid_check)
+    _register_plan(grid_sub, str(DEFAULT_CONFIG))
     _register_gpu(subparsers, str(DEFAULT_CONFIG))
