@@ -1,4 +1,5 @@
-"""The seed paper's testable claims, checked against our result tables.
+"""The seed paper's testable claims, checked against our result tables
+(docs/protocol.md §Comparisons over seeds).
 
 The claims live in ``results/published/published_claims.csv`` (validated on load by
 :func:`load_claims`), one row each: what is compared (``test``), on which pairs, the

@@ -2,9 +2,10 @@
 
 A *reading* is a set of option overrides on top of the method's main-table setting (``{}`` is the
 main setting itself, labelled ``default``), e.g. ``{kem_form: pixel}`` or ``{stages: [-2]}``
-for HeteroAKD (docs: README "HeteroAKD readings"). For each pair and reading the table gives the
-mIoU over seeds and two paired deltas with their 95% t-intervals (``harness/report/stats.py``):
-against the student trained alone and against a reference method (KD by default), seed by seed.
+for HeteroAKD (docs/methods.md §HeteroAKD, "Readings"). For each pair and reading the table
+gives the mIoU over seeds and two paired deltas with their 95% t-intervals
+(``harness/report/stats.py``): against the student trained alone and against a reference
+method (KD by default), seed by seed.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Paired comparisons over seeds: the delta of two settings and its 95% t-interval.
+"""Paired comparisons over seeds: the delta of two settings and its 95% t-interval
+(docs/protocol.md §Comparisons over seeds).
 
 Two settings trained with the same seeds differ by the method alone (the engine starts every
 method from the baseline's student for a seed), so their per-seed differences are the paired
