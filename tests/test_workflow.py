@@ -41,7 +41,7 @@ def expected_jobs(name: str) -> dict[str, int]:
     students = {s for _, s in pairs}
     distill = len(pairs) * (len(d["methods"]) - 1)  # every pair x every method but baseline
     counts = {"eval_teacher": len(teachers), "train_student": len(students) * seeds, "table": 1,
-              "cka": 1, "qualitative": 1, "curves": 1}
+              "cka": 1, "qualitative": 1, "curves": 1, "claims": 1}
     trained = [t for t in teachers if d["teachers"][t]["model"] is None]
     if trained:
         counts["train_teacher"] = len(trained)
@@ -56,6 +56,11 @@ def expected_jobs(name: str) -> dict[str, int]:
         # the main heteroakd runs set no lambda, so every grid point is a run of its own
         distill += len(grid_values[0]) * len(grid_values[1])
         counts["sensitivity"] = 1
+    if "readings" in d:
+        hetero = [p for p in pairs if family[p[0]] != family[p[1]]]
+        # every reading overrides the main setting, so each is a run of its own
+        distill += len(hetero) * len(d["readings"]["options"])
+        counts["readings"] = 1
     if "cost" in d:
         counts["cost"] = 1
     counts["distill"] = distill * seeds
@@ -85,8 +90,9 @@ def test_default_target_is_the_builtin_dataset_grid() -> None:
     stats = job_stats(result.stdout + result.stderr)
     expected = expected_jobs("toycity") | {"prepare_data": 1, "all": 1}
     assert stats == expected
-    # 2 teachers (CNN + Transformer), 2 heterogeneous pairs + 1 homogeneous, 5 ablation presets
-    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4
+    # 2 teachers (CNN + Transformer), 2 heterogeneous pairs + 1 homogeneous, 5 ablation presets,
+    # 2 x 2 lambdas, 4 readings on the 2 heterogeneous pairs
+    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4 + 2 * 4
 
 
 def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
@@ -188,6 +194,9 @@ def bad(path: str, value) -> dict:
     ("datasets.toycity.sensitivity.options", {"lambda1": [-0.1, 1.0], "lambda2": [1.0]}, "minimum of 0"),
     ("datasets.toycity.schedule.optim.cnn.optimizer", "adam", "'adam' is not one of"),
     ("scale", "huge", "scale"),
+    ("datasets.toycity.readings.options", [{}], "should be non-empty|does not have enough"),
+    ("datasets.toycity.readings.options", [{"temperature": -4.0}], "options.0.temperature"),
+    ("datasets.toycity.readings.colour", "red", "'colour' was unexpected"),
 ])
 def test_schema_rejects_bad_configs(path: str, value, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -206,6 +215,9 @@ def test_schema_accepts_the_shipped_config() -> None:
     ("datasets.toycity.sensitivity.pair", {"teacher": "segformer_small", "student": "segformer_tiny"},
      "is not one of the dataset's pairs"),
     ("datasets.toycity.ablation.method", "ofa", "is not in datasets.toycity.methods"),
+    ("datasets.toycity.readings.reference", "ofa", "readings.reference 'ofa' is not a distillation"),
+    ("datasets.toycity.readings.pairs", [{"teacher": "segformer_small", "student": "segformer_tiny"}],
+     "readings.pairs .* is not one of the dataset's pairs"),
     ("default_datasets", ["toycity", "kitti"], "does not define"),
     ("check_roots", "maybe", "true or false"),
 ])
@@ -224,6 +236,42 @@ def test_variant_names_reuse_the_main_runs() -> None:
                                    variant=plan.sensitivity[1][1])
     assert "method.options.lambda1=0.1" in settings and "train.optimizer=adamw" in settings
     assert "model.teacher_model=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
+
+
+def test_readings_plan_one_run_per_reading_and_their_report_commands() -> None:
+    config = copy.deepcopy(CONFIG)
+    config["seeds"] = 2
+    options = [{"kem_form": "pixel"}, {"stages": [-2]}, {"kem_form": "pixel"}]  # one repeat
+    config["datasets"]["toycity"]["readings"]["options"] = options
+    plan = grid.check_config(config)["toycity"]
+    assert [(o, v.name) for o, v in plan.readings] == [
+        ({}, "heteroakd"), ({"kem_form": "pixel"}, "heteroakd-kem_form_pixel"),
+        ({"stages": [-2]}, "heteroakd-stages_-2")]
+    assert [p.student for p in plan.readings_pairs] == ["segformer_tiny", "deeplabv3_tiny"]
+    # per pair: baseline, kd, and 3 readings (the first the main runs), 2 seeds each
+    runs = plan.readings_runs()
+    assert len(runs) == 2 * 5 * 2 and "runs/toycity/deeplabv3_small__segformer_tiny/kd/seed1" in runs
+    assert "runs/toycity/segformer_small__deeplabv3_tiny/heteroakd-stages_-2/seed0" in runs
+    settings = plan.train_settings("segformer_tiny", 0, teacher="deeplabv3_small",
+                                   variant=plan.readings[2][1])
+    assert "method.options.stages=[-2]" in settings and "method.preset=full" in settings
+    args = rules.command(plan, "readings", {"dataset": "toycity"})
+    assert args[:4] == ["report", "readings", "--pairs", "deeplabv3_small:segformer_tiny:heterogeneous"]
+    readings = [args[i + 1] for i, a in enumerate(args) if a == "--reading"]
+    assert readings == ["{}", "{kem_form: pixel}", "{stages: [-2]}"]
+    claims = rules.command(plan, "claims", {"dataset": "toycity"})
+    assert claims[claims.index("--table") + 1] == "results/table_toycity.csv"
+    assert claims[claims.index("--claims") + 1] == "results/published/published_claims.csv"
+    assert "--ablation" in claims and "--sensitivity" in claims
+    voc = grid.check_config(copy.deepcopy(CONFIG))["voc"]  # no ablation, sensitivity, readings
+    assert rules.command(voc, "claims", {"dataset": "voc"})[4:] == [
+        "--table", "results/table_voc.csv", "--cka", "results/cka_voc.csv"]
+    assert "results/claims_voc.md" in voc.targets() and not voc.readings
+    cka = rules.command(plan, "cka", {"dataset": "toycity"})
+    assert cka.count("--pair") == 3 * 2  # every pair and student seed
+    assert cka[cka.index("--pair"):][:5] == [
+        "--pair", "heterogeneous", "runs/toycity/teachers/deeplabv3_small/seed0/model",
+        "runs/toycity/students/segformer_tiny/seed0/model", "0"]
 
 
 def test_workflow_families_agree_with_each_models_own_family() -> None:

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
+from harness.report.claims import CLAIMS_OUT_COLUMNS, load_claims
+from harness.report.readings import READINGS_COLUMNS, reading_label
 from harness.report.tables import ABLATION_COLUMNS, SENSITIVITY_COLUMNS, TABLE_COLUMNS
 
 
@@ -58,9 +60,21 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
     curves = pd.read_csv(results / "curves_toycity.csv")
     assert set(curves.term) == {"loss_task", "loss_distill", "val_miou"}
     assert set(curves.method) == set(toy["methods"]) and curves.value.map(math.isfinite).all()
-    for name in ("ablation", "sensitivity", "cka", "qualitative", "curves"):
+    assert set(cka.seed) == {0}
+    for name in ("ablation", "sensitivity", "readings", "cka", "qualitative", "curves"):
         assert (results / f"{name}_toycity.png").read_bytes()[:4] == b"\x89PNG"
 
+    readings = pd.read_csv(results / "readings_toycity.csv")
+    assert list(readings.columns) == READINGS_COLUMNS
+    labels = ["default", *map(reading_label, toy["readings"]["options"])]
+    assert list(readings.reading) == labels * 2  # both heterogeneous pairs
+    assert readings.delta_student.map(math.isfinite).all() and (readings.n_student == 1).all()
+    assert readings.student_lo.isna().all()  # one seed: no interval
+    claims = pd.read_csv(results / "claims_toycity.csv")
+    assert list(claims.columns) == CLAIMS_OUT_COLUMNS
+    assert set(claims.claim) == set(load_claims(ROOT / config["claims"]).claim)
+    assert set(claims.verdict) == {"inconclusive"} and (claims.n <= 1).all()  # 1 seed < 3
+    assert (results / "claims_toycity.md").read_text().startswith("# The seed paper's claims")
     compare = subprocess.run([sys.executable, "-m", "harness", "compare", str(results / "table_toycity.csv")],
                              capture_output=True, text=True, cwd=tmp_path)
     assert compare.returncode == 0 and "no published figures for toycity" in compare.stdout
@@ -71,6 +85,8 @@ def test_smoke_grid_on_toycity_end_to_end(tmp_path: Path) -> None:
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "claims_toycity.csv" in html and "readings_toycity.png" in html
 
     # nothing to do on a second call: params/inputs unchanged
     again = subprocess.run([SNAKEMAKE, "-n", "--configfile", "smoke.yaml"], cwd=tmp_path,

@@ -147,6 +147,8 @@ class DatasetPlan:
     ablation: dict[str, Variant] = field(default_factory=dict)  # preset -> variant
     sensitivity_pair: Pair | None = None
     sensitivity: list[tuple[dict[str, float], Variant]] = field(default_factory=list)
+    readings_pairs: list[Pair] = field(default_factory=list)
+    readings: list[tuple[dict[str, Any], Variant]] = field(default_factory=list)  # overrides
 
     # ----------------------------------------------------------------- layout
     def teacher_dir(self, teacher: str) -> str:
@@ -211,6 +213,9 @@ class DatasetPlan:
         if self.sensitivity_pair is not None:
             for _, variant in self.sensitivity:
                 out.setdefault((self.sensitivity_pair.folder, variant.name), (self.sensitivity_pair, variant))
+        for pair in self.readings_pairs:
+            for _, variant in self.readings:
+                out.setdefault((pair.folder, variant.name), (pair, variant))
         return list(out.values())
 
     def variant(self, pair_folder: str, name: str) -> tuple[Pair, Variant]:
@@ -238,6 +243,14 @@ class DatasetPlan:
         return list(dict.fromkeys(self.run_dir(self.sensitivity_pair, v, s)
                                   for v in variants for s in self.seeds))
 
+    def readings_runs(self) -> list[str]:
+        """Run folders behind results/readings_{dataset}.csv: the student alone, the reference
+        method and every reading, on each readings pair and seed."""
+        reference = self.main[self.cfg["readings"]["reference"]]
+        variants = [self.main["baseline"], reference, *(v for _, v in self.readings)]
+        return list(dict.fromkeys(self.run_dir(p, v, s) for p in self.readings_pairs
+                                  for v in variants for s in self.seeds))
+
     def targets(self) -> list[str]:
         """The dataset's result files (what ``rule all`` asks for)."""
         out = [self.result("table", "csv"), self.result("table", "md")]
@@ -247,8 +260,20 @@ class DatasetPlan:
             out += [self.result("ablation", "csv"), self.result("ablation", "png")]
         if self.sensitivity:
             out += [self.result("sensitivity", "csv"), self.result("sensitivity", "png")]
+        if self.readings:
+            out += [self.result("readings", ext) for ext in ("csv", "md", "png")]
         out += [self.result("cka", "csv"), self.result("cka", "png"), self.result("qualitative", "png"),
                 self.result("curves", "csv"), self.result("curves", "png")]
+        out += [self.result("claims", "csv"), self.result("claims", "md")]
+        return out
+
+    def claims_inputs(self) -> dict[str, str]:
+        """The result tables the claims read (``report claims`` flag -> file), as available."""
+        out = {"table": self.result("table", "csv"), "cka": self.result("cka", "csv")}
+        if self.ablation:
+            out["ablation"] = self.result("ablation", "csv")
+        if self.sensitivity:
+            out["sensitivity"] = self.result("sensitivity", "csv")
         return out
 
     def qualitative_pair(self) -> Pair:
@@ -316,6 +341,10 @@ def set_flags(settings: list[str]) -> list[str]:
 
 
 def _fmt(value: Any) -> str:
+    """An option value in a variant name: ``0.5``, ``pixel``, ``true``, a list as ``-2`` or
+    ``1_2`` (run folders take letters, digits, ``.``, ``_`` and ``-``)."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(_fmt(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value).lower()
 
 
@@ -424,6 +453,8 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
         _plan_ablation(plan)
     if cfg.get("sensitivity"):
         _plan_sensitivity(plan)
+    if cfg.get("readings"):
+        _plan_readings(plan)
     return plan
 
 
@@ -499,6 +530,27 @@ def _plan_sensitivity(plan: DatasetPlan) -> None:
     plan.sensitivity = [(v, var) for v, var in points if not (var.name in seen or seen.add(var.name))]
 
 
+def _plan_readings(plan: DatasetPlan) -> None:
+    """The readings block: the main setting (``{}``) first, then each reading once."""
+    spec, base = plan.cfg["readings"], _grid_method(plan, "readings")
+    if spec["reference"] not in plan.main or spec["reference"] == "baseline":
+        raise ConfigError(f"datasets.{plan.name}.readings.reference {spec['reference']!r} is not "
+                          f"a distillation method of datasets.{plan.name}.methods; add it there")
+    if spec["pairs"] == "heterogeneous":
+        plan.readings_pairs = [p for p in plan.pairs if p.kind == "heterogeneous"]
+    else:
+        plan.readings_pairs = [_find_pair(plan, s, "readings.pairs") for s in spec["pairs"]]
+    if not plan.readings_pairs:
+        raise ConfigError(f"datasets.{plan.name}.readings selects no pair; list pairs or add a "
+                          "heterogeneous pair")
+    seen: set[str] = set()
+    for overrides in [{}, *spec["options"]]:
+        variant = _variant(base.method, base.preset, {**base.options_dict, **overrides}, base)
+        if variant.name not in seen:
+            seen.add(variant.name)
+            plan.readings.append((dict(overrides), variant))
+
+
 def check_config(config: dict[str, Any]) -> dict[str, DatasetPlan]:
     """Plans for every dataset; raises ConfigError on the first inconsistency."""
     normalise(config)
@@ -566,6 +618,7 @@ def variant_sources(plan: DatasetPlan) -> list[tuple[str, Variant]]:
     sources = [(f"datasets.{name}.methods.{m}", v) for m, v in plan.main.items()]
     sources += [(f"datasets.{name}.ablation", v) for v in plan.ablation.values()]
     sources += [(f"datasets.{name}.sensitivity", v) for _, v in plan.sensitivity]
+    sources += [(f"datasets.{name}.readings", v) for _, v in plan.readings]
     sources += [(f"datasets.{name} (variant {v.name})", v) for _, v in plan.distill_runs()]
     seen: set[str] = set()
     return [(key, v) for key, v in sources if not (v.name in seen or seen.add(v.name))]
@@ -626,12 +679,14 @@ def check_imports(plan: DatasetPlan) -> None:
 
 
 def check_published(config: dict[str, Any]) -> None:
-    """The published figures (``published``) are valid: validated before any job, because
-    Snakemake removes a table before rerunning it and a table job that then fails on a bad row
-    would leave the user with no table at all."""
+    """The published figures (``published``) and the paper's claims (``claims``) are valid:
+    validated before any job, because Snakemake removes a table before rerunning it and a table
+    job that then fails on a bad row would leave the user with no table at all."""
+    from harness.report.claims import load_claims
     from harness.report.published import load_published
 
     load_published(config["published"])
+    load_claims(config["claims"])
 
 
 def pretrained_warnings(config: dict[str, Any], plans: dict[str, DatasetPlan],

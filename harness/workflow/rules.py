@@ -13,6 +13,8 @@ import shlex
 from collections import Counter
 from collections.abc import Callable
 
+import yaml
+
 from harness.errors import ConfigError
 from harness.workflow.grid import DatasetPlan, Pair, check_config, set_flags
 
@@ -33,9 +35,17 @@ def figure_models(plan: DatasetPlan, pair: Pair) -> tuple[str, str]:
     return plan.teacher_model(pair.teacher), f"{plan.student_dir(pair.student, plan.seeds[0])}/model"
 
 
+def cka_pairs(plan: DatasetPlan) -> list[tuple[Pair, str, str, int]]:
+    """(pair, teacher model, baseline student model, seed) for every pair and student seed: the
+    CKA figure averages over seeds, and the claims pair its per-seed gap."""
+    return [(pair, plan.teacher_model(pair.teacher), f"{plan.student_dir(pair.student, seed)}/model",
+             seed) for pair in plan.pairs for seed in plan.seeds]
+
+
 def cka_models(plan: DatasetPlan) -> list[str]:
     """Every model folder the CKA figure reads, each once."""
-    return list(dict.fromkeys(m for pair in plan.pairs for m in figure_models(plan, pair)))
+    return list(dict.fromkeys(m for _, teacher, student, _ in cka_pairs(plan)
+                              for m in (teacher, student)))
 
 
 def qualitative_models(plan: DatasetPlan) -> dict[str, str]:
@@ -138,9 +148,33 @@ def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "cka", *_split(plan), "--images", str(plan.scale.images(plan.cfg["cka"]["images"]))]
-    for pair in plan.pairs:
-        teacher, student = figure_models(plan, pair)
+    for pair, teacher, student, _ in cka_pairs(plan):
         args += ["--pair", f"{teacher}:{student}:{pair.kind}"]
+    return args
+
+
+def _flow(options: dict) -> str:
+    """Options as a YAML flow mapping (``{kem_form: pixel}``), the form ``--reading`` takes."""
+    return yaml.safe_dump(options, default_flow_style=True, sort_keys=True).strip()
+
+
+def _readings(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
+    spec = plan.cfg["readings"]
+    base = plan.main[spec["method"]]
+    args = ["report", "readings", "--pairs", *(p.token for p in plan.readings_pairs),
+            "--method", base.method, "--options", _flow(base.options_dict),
+            "--reference", spec["reference"]]
+    if base.preset:
+        args += ["--preset", base.preset]
+    for overrides, _ in plan.readings:
+        args += ["--reading", _flow(overrides)]
+    return args + metrics_of(plan.readings_runs())
+
+
+def _claims(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
+    args = ["report", "claims", "--claims", plan.config["claims"]]
+    for flag, path in plan.claims_inputs().items():
+        args += [f"--{flag}", path]
     return args
 
 
@@ -165,6 +199,8 @@ COMMANDS: dict[str, Callable[[DatasetPlan, Wildcards], list[str]]] = {
     "table": _table,
     "ablation": _ablation,
     "sensitivity": _sensitivity,
+    "readings": _readings,
+    "claims": _claims,
     "cka": _cka,
     "qualitative": _qualitative,
     "curves": _curves,
@@ -202,7 +238,9 @@ def jobs(plan: DatasetPlan) -> list[tuple[str, Wildcards]]:
         out.append(("ablation", {}))
     if plan.sensitivity:
         out.append(("sensitivity", {}))
-    out += [("cka", {}), ("qualitative", {}), ("curves", {})]
+    if plan.readings:
+        out.append(("readings", {}))
+    out += [("cka", {}), ("qualitative", {}), ("curves", {}), ("claims", {})]
     return [(rule, {"dataset": plan.name, **wildcards}) for rule, wildcards in out]
 
 

@@ -104,6 +104,14 @@ def curves_input(wildcards):
     return R.metrics_of(plan_of(wildcards).table_runs())
 
 
+def readings_input(wildcards):
+    return R.metrics_of(plan_of(wildcards).readings_runs())
+
+
+def claims_input(wildcards):
+    return {"claims": config["claims"], **plan_of(wildcards).claims_inputs()}
+
+
 def cka_input(wildcards):
     return [f for m in R.cka_models(plan_of(wildcards)) for f in R.model_files(m)]
 
@@ -117,7 +125,7 @@ onstart:
     jobs = list(workflow.dag.needrun_jobs())
     planned = sorted({job.wildcards.get("dataset") for job in jobs} & set(PLANS))
     G.check_names(PLANS, planned)
-    if any(job.rule.name == "table" for job in jobs):
+    if any(job.rule.name in ("table", "claims") for job in jobs):
         G.check_published(config)  # before Snakemake removes the table it is about to rebuild
     for line in G.pretrained_warnings(config, PLANS, planned):
         print(line, file=sys.stderr)

@@ -115,6 +115,68 @@ rule curves:
         "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
 
 
+rule readings:
+    input:
+        readings_input,
+    output:
+        csv=report(
+            f"{RESULTS}/readings_{{dataset}}.csv",
+            caption="../report/readings.rst",
+            category="Readings",
+            labels={"dataset": "{dataset}", "table": "readings"},
+        ),
+        md=f"{RESULTS}/readings_{{dataset}}.md",
+        png=report(
+            f"{RESULTS}/readings_{{dataset}}.png",
+            caption="../report/readings.rst",
+            category="Readings",
+            labels={"dataset": "{dataset}", "figure": "readings"},
+        ),
+    params:
+        args=rule_args("readings"),
+    log:
+        f"{LOGS}{{dataset}}/readings.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/readings.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        unpack(claims_input),
+    output:
+        csv=report(
+            f"{RESULTS}/claims_{{dataset}}.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"dataset": "{dataset}", "table": "claims"},
+        ),
+        md=f"{RESULTS}/claims_{{dataset}}.md",
+    params:
+        args=rule_args("claims"),
+    log:
+        f"{LOGS}{{dataset}}/claims.log",
+    benchmark:
+        f"{BENCH}{{dataset}}/claims.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness {params.args} --out {output.csv} > {log} 2>&1"
+
+
 rule cka:
     input:
         data=data_input,
