@@ -29,6 +29,7 @@ SHRINK = {
     "bench": ["--methods", "kd", "--warmup", "0", "--repeats", "1", "--isolate", "none", "--crop", "32",
               "64", "--batch", "2", "--threads", "1"],
     "bench --pipeline": ["--threads", "1", "--workers", "0"],
+    "grid plan": ["--max-side", "32", "--warmup", "0", "--repeats", "1", "--threads", "1"],
 }
 FIXTURE_ROOTS = {"/data/cityscapes": "fixtures/cityscapes"}
 
@@ -74,6 +75,8 @@ def _runnable(argv: list[str], venv: Path) -> tuple[list[str], str]:
     command = argv[3]
     if command == "models":  # needs the published checkpoint file: parsed by the import test below
         return [], ""
+    if command == "grid":
+        command = " ".join(argv[3:5])
     extra = SHRINK.get("bench --pipeline" if "--pipeline" in argv else command, [])
     return [sys.executable, *argv[1:], *extra], ""
 
