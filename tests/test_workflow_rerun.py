@@ -32,7 +32,7 @@ def grid_config(edit=None) -> dict:
     toy["teachers"] = {"deeplabv3_small": toy["teachers"]["deeplabv3_small"]}
     toy["pairs"] = [{"teacher": "deeplabv3_small", "student": "deeplabv3_tiny"}]
     toy["methods"] = {"baseline": {}, "kd": {}}
-    for key in ("ablation", "sensitivity", "cost"):
+    for key in ("ablation", "sensitivity", "readings", "cost"):
         toy.pop(key, None)
     if edit is not None:
         edit(config)

@@ -157,11 +157,15 @@ def _register_plan(grid_sub: argparse._SubParsersAction, default_config: str) ->
     plan = grid_sub.add_parser(
         "plan", help="jobs, iterations, GPU-hours and wall time per rule, before starting",
         description="Price the training jobs of the grid from step times measured here on the "
-                    "real models (or read with --step-times).")
-    plan.add_argument("--config", default=default_config)
-    plan.add_argument("--datasets", nargs="*", default=None)
-    plan.add_argument("--seeds", type=int, default=None)
-    plan.add_argument("--scale", choices=("full", "smoke"), default=None)
+                    "real models (or read with --step-times).",
+        epilog="""examples:
+  python -m harness grid plan --datasets cityscapes --gpus 8
+  python -m harness grid plan --datasets cityscapes --gpus 4 --gpus-per-job 2 \\
+      --step-times results/step_times.csv --no-measure""")
+    plan.add_argument("--config", default=default_config, help="workflow config")
+    plan.add_argument("--datasets", nargs="*", default=None, help="default: the config's default_datasets")
+    plan.add_argument("--seeds", type=int, default=None, help="default: each dataset's seeds")
+    plan.add_argument("--scale", choices=("full", "smoke"), default=None, help="default: the config's scale")
     plan.add_argument("--gpus", type=int, default=None,
                       help="GPUs of the box to plan for (default: this machine's slots, at least 1)")
     plan.add_argument("--gpus-per-job", type=int, default=None, help="default: the config's gpus_per_job")
@@ -178,8 +182,8 @@ def _register_plan(grid_sub: argparse._SubParsersAction, default_config: str) ->
     plan.add_argument("--max-side", type=int, default=128,
                       help="reduced crop: its longer side (default 128)")
     plan.add_argument("--max-batch", type=int, default=2, help="reduced batch (default 2)")
-    plan.add_argument("--warmup", type=int, default=1)
-    plan.add_argument("--repeats", type=int, default=3)
+    plan.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration")
+    plan.add_argument("--repeats", type=int, default=3, help="timed steps (their median is kept)")
     plan.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
     plan.add_argument("--cpu-memory-gb", type=float, default=6.0,
                       help="memory the measurement may add on a CPU; a configuration needing more "
