@@ -74,15 +74,44 @@ def method_labels(methods: list[str]) -> dict[str, str]:
     return {m: METHODS.get(m).label or m for m in methods if m in METHODS}
 
 
+def _runs(args: argparse.Namespace) -> list:
+    """The runs a report reads: the run folders given, then the recorded runs ``--reuse`` names
+    (from the store ``--recorded-runs``), as if they had just been run."""
+    from harness.report.runs import load_recorded, load_runs
+
+    if args.reuse and not args.recorded_runs:
+        raise ConfigError("--reuse names recorded runs; pass their store with --recorded-runs "
+                          "results/recorded/runs/<dataset>")
+    runs = load_runs(args.runs)
+    if args.reuse:
+        runs += load_recorded(args.recorded_runs, args.reuse)
+    if not runs:
+        raise ConfigError("no runs given; pass run folders or --reuse recorded runs")
+    return runs
+
+
+def _recorded_notes(args: argparse.Namespace, frame) -> list[str]:
+    """The pivot's note on the recorded runs (none when no store was given)."""
+    if not args.recorded_runs:
+        return []
+    from harness.report.recorded_runs import load_store
+
+    if not load_store(args.recorded_runs).rows:
+        return [f"recorded runs: {args.recorded_runs} holds none yet, so every row was trained "
+                "here (README: Compare a new method against recorded runs)."]
+    reused = int(frame.source.str.contains("recorded@").sum())
+    return [f"recorded runs: {reused} of {len(frame)} rows take runs recorded in "
+            f"{args.recorded_runs} (source recorded@<commit>); the others were trained here."]
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     from harness.data import dataset_class
     from harness.io import atomic_write_text
     from harness.report import pivot, published, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     pairs = [tables.PairSpec.parse(t) for t in args.pairs]
-    runs = load_runs(args.runs)
+    runs = _runs(args)
     dataset = runs[0].dataset if runs else ""
     if args.dataset and any(r.dataset != args.dataset for r in runs):
         raise DataError(f"the runs are of dataset {dataset}, not --dataset {args.dataset}")
@@ -93,6 +122,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         complexity=_complexity(runs, dataset) if runs else None, scale=args.scale,
         pretrained_expected=bool(runs) and dataset_class(dataset).pretrained_expected)
     table = pivot.build_pivot(frame, method_labels(list(frame.method.unique())))
+    table.notes += _recorded_notes(args, frame)
     tables.write_frame(frame, out)
     atomic_write_text(out.with_suffix(".md"), pivot.to_markdown(table))
     atomic_write_text(out.with_suffix(".tex"), pivot.to_latex(table))
@@ -103,13 +133,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from harness.report import plots, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     from harness.methods import METHODS
 
     labels = METHODS.get(args.method).preset_labels if args.method in METHODS else {}
-    frame = tables.build_ablation(load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs],
+    frame = tables.build_ablation(_runs(args), [tables.PairSpec.parse(t) for t in args.pairs],
                                   args.method, _csv_list(args.presets), labels)
     tables.write_frame(frame, out)
     plots.ablation_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
@@ -119,13 +148,12 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from harness.report import plots, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     axes = _csv_list(args.axes)
     if len(axes) != 2:
         raise ConfigError(f"--axes must name two options, e.g. lambda1,lambda2; got {args.axes!r}")
-    frame = tables.build_sensitivity(load_runs(args.runs), tables.PairSpec.parse(args.pair),
+    frame = tables.build_sensitivity(_runs(args), tables.PairSpec.parse(args.pair),
                                      args.method, (axes[0], axes[1]))
     tables.write_frame(frame, out)
     plots.sensitivity_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
@@ -354,12 +382,20 @@ EXAMPLES = {
 }
 
 
+def _recorded_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recorded-runs", default=None, metavar="STORE",
+                        help="the recorded-runs store of the dataset (results/recorded/runs/<dataset>)")
+    parser.add_argument("--reuse", nargs="*", default=[], metavar="KEY",
+                        help="recorded runs taken as if just run: TEACHER:STUDENT:VARIANT:SEED:"
+                        "FINGERPRINT (TEACHER _ for none), as the workflow plans them")
+
+
 def _register_tables(sub: argparse._SubParsersAction) -> None:
     table = sub.add_parser("table", help="mIoU per pair x method: the long CSV, its pivot (.md, .tex)",
                            description="mIoU per pair x method (mean, std, paired delta, published "
                            "figures, params, GFLOPs) as a CSV, with the paper-style pivot beside it "
                            "as Markdown and LaTeX.", epilog=EXAMPLES["table"])
-    table.add_argument("runs", nargs="+", help="run folders or their metrics.json")
+    table.add_argument("runs", nargs="*", help="run folders or their metrics.json")
     table.add_argument("--pairs", nargs="+", required=True, metavar=PAIR,
                        help="the table's pairs, in row order")
     table.add_argument("--methods", required=True, help="comma-separated, in column order; include baseline")
@@ -375,24 +411,27 @@ def _register_tables(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--scale", choices=("full", "smoke"), default="full",
                        help="what the runs are (recorded in the table; compare prints it)")
     table.add_argument("--out", required=True, help="CSV path; the .md and .tex pivots are written beside it")
+    _recorded_arguments(table)
     table.set_defaults(func=_cmd_table)
 
     ablation = sub.add_parser("ablation", help="a method's presets per pair (+ bar chart of deltas)",
                               epilog=EXAMPLES["ablation"])
-    ablation.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
+    ablation.add_argument("runs", nargs="*", help="run folders or metrics.json (baseline runs included)")
     ablation.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="pairs, in figure order")
     ablation.add_argument("--method", default="heteroakd", help="the method whose presets are compared")
     ablation.add_argument("--presets", default="full,no_kmm,no_kem,no_both,kd_only", help="comma-separated")
     ablation.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
+    _recorded_arguments(ablation)
     ablation.set_defaults(func=_cmd_ablation)
 
     sens = sub.add_parser("sensitivity", help="mIoU over two options of a method (+ figure)",
                           epilog=EXAMPLES["sensitivity"])
-    sens.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
+    sens.add_argument("runs", nargs="*", help="run folders or metrics.json (baseline runs included)")
     sens.add_argument("--pair", required=True, metavar=PAIR, help="the pair the grid was run on")
     sens.add_argument("--method", default="heteroakd", help="the method whose options vary")
     sens.add_argument("--axes", default="lambda1,lambda2", help="the two options, comma-separated")
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
+    _recorded_arguments(sens)
     sens.set_defaults(func=_cmd_sensitivity)
 
 
