@@ -322,21 +322,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(metrics files, teacher run folders whose models go into the store) of ``record``."""
+    if bool(args.runs) == bool(args.run):
+        raise ConfigError("pass either --runs runs/<dataset> or the run folders (metrics.json) to record")
+    if args.runs:
+        files = sorted(Path(args.runs).rglob("metrics.json")) if Path(args.runs).is_dir() else []
+    else:
+        files = [p if p.name == "metrics.json" else p / "metrics.json" for p in map(Path, args.run)]
+    from harness.report.recorded_runs import run_variant
+
+    teachers = [f.parent for f in files if run_variant(f.parent) == "teacher"]
+    return files, teachers if args.teacher_models else []
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from harness.io import check_writable_dir
     from harness.report import recorded_runs as R
 
     out = Path(args.out)
-    new = R.collect(args.runs)
+    files, teachers = _record_inputs(args)
+    new = R.collect(args.runs) if args.runs else R.collect_runs(files, "the runs given")
     dataset = new.rows[0]["dataset"]
     if out.name != dataset:
         raise ConfigError(f"--out {out} must be the store of the runs' dataset, a folder named "
                           f"{dataset} (results/recorded/runs/{dataset}/)")
+    for run in teachers:
+        R.teacher_model_files(run)  # refused before anything is written
     check_writable_dir(out)
     store = R.merged(R.load_store(out), new)
     R.write_store(store, out)
-    log.info("recorded %d runs into %s (%d rows, %d fingerprints)", len(new.rows), out,
-             len(store.rows), len(store.fingerprints))
+    for run in teachers:
+        R.write_teacher_model(run, out)
+    log.info("recorded %d runs into %s (%d rows, %d fingerprints, %d teacher models)",
+             len(new.rows), out, len(store.rows), len(store.fingerprints), len(teachers))
     return 0
 
 
@@ -516,6 +535,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     record = subparsers.add_parser("record", help="finished runs into the recorded-runs store",
                                    epilog=EXAMPLES["record"])
-    record.add_argument("--runs", required=True, help="the runs of one dataset (runs/<dataset>)")
+    record.add_argument("run", nargs="*", help="run folders or their metrics.json (or --runs)")
+    record.add_argument("--runs", default=None, help="every run under a folder (runs/<dataset>)")
+    record.add_argument("--teacher-models", action="store_true",
+                        help="also copy each recorded teacher's saved model into the store, so "
+                        "reuse_recorded can use it instead of training the teacher")
     record.add_argument("--out", required=True, help="its store, results/recorded/runs/<dataset>/")
     record.set_defaults(func=_cmd_record)
