@@ -35,7 +35,7 @@ def write_run(folder: Path, root: Path, *, method: str, seed: int, miou: float,
         "miou": miou, "best_miou": miou + 0.125, "per_class_iou": {"sky": 76.65605529992462, "car": None},
         "iterations": 300, "method": method, "student": "deeplabv3_tiny", "teacher": teacher,
         "dataset": "toycity", "seed": seed, "protocol": "cirkd", "align_corners": False, "lr": 0.025,
-        "teacher_checkpoint": None if teacher is None else
+        "teacher_model": None if teacher is None else
         {"path": "/x/model", "sha256": "ab" * 32, "dataset": "toycity", "miou": 52.3},
         "versions": {"torch": "2.14.1", "python": "3.11.7"}, "git_commit": "1efea38",
         "config": {"protocol": "cirkd",

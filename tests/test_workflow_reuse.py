@@ -63,7 +63,7 @@ def _write_finished_run(folder: Path, run: dict, settings: list[str], plan) -> N
         "student": run["student"], "teacher": teacher, "dataset": "toycity", "seed": run["seed"],
         "protocol": resolved.protocol, "align_corners": align_corners(resolved), "lr": 0.01,
         "config": to_dict(resolved), "git_commit": "abc", "versions": {"torch": "2.14.1"},
-        "teacher_checkpoint": None if model is None else {
+        "teacher_model": None if model is None else {
             "path": str(model), "sha256": sha256_of(model / "model.safetensors"),
             "dataset": "toycity", "miou": TEACHER_MIOU[teacher]},
     }))

@@ -46,7 +46,7 @@ def teacher_model_dir(store_dir: str | Path, teacher: str) -> Path:
 
 def fingerprint(metrics: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs comparable, from a finished run's ``metrics.json``."""
-    teacher = metrics.get("teacher_checkpoint") or None
+    teacher = metrics.get("teacher_model") or None  # harness/engine/loop.py writes it
     return fingerprint_of(metrics["config"], metrics["align_corners"], None if teacher is None else
                           {"name": metrics["teacher"], "sha256": teacher["sha256"],
                            "miou": teacher["miou"]})
