@@ -17,6 +17,7 @@ import yaml
 from fixtures_workflow import ROOT, SNAKEMAKE, copy_workflow
 
 from harness.data import prepare_dataset
+from harness.report.compare import compare_text
 from harness.report.recorded_runs import load_store
 
 TABLE = "results/smoke/table_toycity.csv"
@@ -85,21 +86,26 @@ def test_a_new_method_trains_alone_against_the_recorded_runs(tmp_path: Path) -> 
         assert table.mious[method] == f"{stored[method]:.4f}"
         assert table.miou_mean[method] == pytest.approx(stored[method], abs=1e-4)
     assert table.delta["cwd"] == pytest.approx(table.miou_mean["cwd"] - stored["baseline"], abs=1e-3)
-    compare = subprocess.run([SNAKEMAKE.replace("snakemake", "python"), "-m", "harness", "compare",
-                              TABLE], cwd=fresh, env=ENV, capture_output=True, text=True)
-    assert compare.returncode == 0 and f"2 recorded@{commit}, 1 ours" in compare.stdout
+    assert f"Rows by origin: 2 recorded@{commit}, 1 ours" in compare_text(fresh / TABLE)
 
     # another crop: the recorded runs (and teacher) no longer match
     crop = grid_config({**old, "cwd": {"preset": "cirkd"}}, [32, 48], "true")
     done = snakemake(fresh, crop, "-n", TABLE)
     assert done.returncode == 0, done.stderr[-3000:]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: reuse_recorded")]
-    assert len(warnings) == 3 and all("differs in data.crop (recorded [32, 64], this run [32, 48])"
-                                      in line for line in warnings)
+    crop_field = ("differs in data.crop (recorded [32, 64], this run [32, 48]); 1 recorded run(s) "
+                  "trained again")
+    assert warnings == [
+        f"warning: reuse_recorded: toycity deeplabv3_small: {crop_field}",  # the teacher
+        f"warning: reuse_recorded: toycity deeplabv3_tiny: {crop_field}",  # the student alone
+        "warning: reuse_recorded: toycity deeplabv3_small -> deeplabv3_tiny: teacher deeplabv3_small "
+        "is not trained yet and not in the store, so its recorded runs cannot be matched; 1 recorded "
+        "run(s) trained again"]
     assert {k: job_stats(done.stdout)[k] for k in ("train_teacher", "train_student", "distill")} == {
-        "train_teacher": 1, "train_student": 1, "distill": 3}
+        "train_teacher": 1, "train_student": 1, "distill": 2}
     crop["reuse_recorded"] = "strict"
     done = snakemake(fresh, crop, "-n", TABLE)
     assert done.returncode != 0
-    assert ("the recorded run teacher seed 0 of - -> deeplabv3_small differs in data.crop "
-            "(recorded [32, 64], this run [32, 48]); with reuse_recorded=strict") in done.stderr
+    assert ("\nthe recorded run teacher deeplabv3_small seed 0 differs in data.crop (recorded [32, 64], "
+            "this run [32, 48]); with reuse_recorded=strict it is not retrained: restore data.crop or "
+            "set reuse_recorded=true to retrain it\n") in done.stdout + done.stderr

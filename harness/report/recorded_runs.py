@@ -349,7 +349,8 @@ def reusable(store: Store, run: dict[str, Any], wanted: dict[str, Any],
     if difference is None:
         return row, None
     field, was, now = difference
-    name = f"{run['variant']} seed {run['seed']} of {run['teacher'] or '-'} -> {run['student']}"
+    name = (f"{run['variant']} seed {run['seed']} of {run['teacher']} -> {run['student']}"
+            if run["teacher"] else f"{run['variant']} {run['student']} seed {run['seed']}")
     reason = f"the recorded run {name} differs in {field} (recorded {was!r}, this run {now!r})"
     if mode == "strict":
         raise ConfigError(f"{reason}; with reuse_recorded=strict it is not retrained: restore "
