@@ -80,7 +80,7 @@ def test_a_new_method_trains_alone_against_the_recorded_runs(tmp_path: Path) -> 
     assert (fresh / "runs/smoke/toycity/deeplabv3_small__deeplabv3_tiny/cwd/seed0/metrics.json").is_file()
     table = pd.read_csv(fresh / TABLE, dtype={"mious": str}).set_index("method")
     stored = {r["variant"]: float(r["miou"]) for r in store.rows}
-    commit = store.rows[0]["commit"]
+    commit = store.rows[0]["commit"][:12]
     assert list(table.source) == [f"recorded@{commit}", f"recorded@{commit}", "ours"]
     for method in ("baseline", "kd"):
         assert table.mious[method] == f"{stored[method]:.4f}"
