@@ -1,6 +1,6 @@
 """Which runs of a dataset's grid take a recorded run instead of training (``reuse_recorded``;
-the store and its fingerprints: ``harness/report/recorded_runs.py``, docs/protocol.md §Recorded
-runs; README "Compare a new method against recorded runs").
+the store and its fingerprints: ``harness/report/recorded_runs.py`` and
+docs/protocol.md §Recorded runs; README "Compare a new method against recorded runs").
 
 A planned run is reused when the store holds a run of the same teacher, student, variant and
 seed whose fingerprint equals the one the run would train with: that fingerprint is computed
