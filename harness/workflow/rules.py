@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from harness.errors import ConfigError
-from harness.workflow.grid import DatasetPlan, Pair, check_config, set_flags
+from harness.workflow.grid import DatasetPlan, Pair, check_config, reuse_mode, set_flags
 
 Wildcards = dict[str, str]
 
@@ -114,7 +114,7 @@ def _runs(plan: DatasetPlan, runs: list[str]) -> list[str]:
     from harness.report.runs import reuse_key
 
     args = metrics_of(plan.trained(runs))
-    if plan.config["reuse_recorded"] != "false":
+    if reuse_mode(plan.config.get("reuse_recorded", False)) != "false":
         reused = [reuse_key(plan.reused[r]) for r in runs if r in plan.reused]
         args += ["--recorded-runs", plan.store_dir] + (["--reuse", *reused] if reused else [])
     return args
