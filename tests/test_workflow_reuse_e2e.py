@@ -86,7 +86,7 @@ def test_a_new_method_trains_alone_against_the_recorded_runs(tmp_path: Path) -> 
         assert table.mious[method] == f"{stored[method]:.4f}"
         assert table.miou_mean[method] == pytest.approx(stored[method], abs=1e-4)
     assert table.delta["cwd"] == pytest.approx(table.miou_mean["cwd"] - stored["baseline"], abs=1e-3)
-    assert f"Rows by origin: 2 recorded@{commit}, 1 ours" in compare_text(fresh / TABLE)
+    assert f"rows by origin: 1 ours, 2 recorded@{commit}" in compare_text(fresh / TABLE)
 
     # another crop: the recorded runs (and teacher) no longer match
     crop = grid_config({**old, "cwd": {"preset": "cirkd"}}, [32, 48], "true")
