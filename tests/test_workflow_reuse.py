@@ -151,3 +151,19 @@ def test_a_dataset_not_generated_yet_has_the_fingerprint_data_prepare_gives_it(w
     # the fixture's manifest holds {seed: 0} alone; data prepare writes every parameter
     assert reused == {} and all("differs in dataset.params.height (recorded None, this run 128)" in r
                                 for r in reasons)
+
+
+def test_other_method_options_or_pretrained_weights_make_the_record_unusable(world: dict,
+                                                                           tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config["datasets"]["toycity"]["methods"]["kd"] = {"options": {"temperature": 2.0}}
+    config["pretrained"] = {"segformer_tiny": "/weights/mit_tiny.safetensors"}
+    plan = grid.plan_dataset(config, "toycity")
+    reused, reasons = reuse_plan(plan, "true")
+    kd = [f for f, run, _ in planned_runs(plan) if run["variant"] == "kd"]
+    tiny = [f for f, run, _ in planned_runs(plan) if run["student"] == "segformer_tiny"]
+    assert not set(kd + tiny) & set(reused)
+    assert len(reused) == len(planned_runs(plan)) - len(set(kd + tiny)) - 4  # and CWD's 4 others
+    assert any("differs in method.options.temperature (recorded None, this run 2.0)" in r for r in reasons)
+    assert any(r.startswith("reuse_recorded: toycity segformer_tiny: differs in pretrained (recorded "
+                            "None, this run 'mit_tiny.safetensors')") for r in reasons)

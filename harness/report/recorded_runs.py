@@ -55,15 +55,18 @@ def fingerprint(metrics: dict[str, Any]) -> dict[str, Any]:
 def fingerprint_of(config: dict[str, Any], align_corners: bool, teacher: dict[str, Any] | None,
                    dataset: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fingerprint of a run of the resolved run ``config`` (``metrics.json``'s ``config``):
-    the protocol and resolved ``align_corners``, the schedule (crop, iterations, batch,
+    the protocol and resolved ``align_corners``, the method's preset and options, the file name
+    of the student's ImageNet weights (``model.pretrained``), the schedule (crop, iterations, batch,
     optimiser, lr and its reference batch, aux weight, ...), the eval settings, the teacher
     (name, sha256 of its weights, mIoU) and the data's fingerprint (read under ``data.root``,
     which must exist, unless ``dataset`` gives it); see docs/protocol.md §Recorded runs."""
     from harness.data import dataset_fingerprint
 
-    data = config["data"]
+    data, method, model = config["data"], config.get("method") or {}, config.get("model") or {}
     return {
         "protocol": config["protocol"],
+        "method": {"preset": method.get("preset"), "options": method.get("options") or {}},
+        "pretrained": Path(model["pretrained"]).name if model.get("pretrained") else None,
         "align_corners": align_corners,
         "schedule": {k: v for k, v in config["train"].items() if k not in MECHANICS},
         "data": {k: v for k, v in data.items() if k not in DATA_LOCATION},
