@@ -5,12 +5,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.cli import main
 from harness.data import dataset_fingerprint
 from harness.errors import DataError
 from harness.report import recorded_runs as R
+from harness.report.compare import compare_text
+from harness.report.runs import reuse_key
 
 TRAIN = {"aux_weight": 0.4, "iterations": 300, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9,
          "threads": 1, "log_every": 10, "amp": "auto"}
@@ -32,7 +35,7 @@ def write_run(folder: Path, root: Path, *, method: str, seed: int, miou: float,
         "miou": miou, "best_miou": miou + 0.125, "per_class_iou": {"sky": 76.65605529992462, "car": None},
         "iterations": 300, "method": method, "student": "deeplabv3_tiny", "teacher": teacher,
         "dataset": "toycity", "seed": seed, "protocol": "cirkd", "align_corners": False, "lr": 0.025,
-        "teacher_checkpoint": None if teacher is None else
+        "teacher_model": None if teacher is None else
         {"path": "/x/model", "sha256": "ab" * 32, "dataset": "toycity", "miou": 52.3},
         "versions": {"torch": "2.14.1", "python": "3.11.7"}, "git_commit": "1efea38",
         "config": {"protocol": "cirkd",
@@ -190,3 +193,47 @@ def test_reusable_matches_the_fingerprint_and_refuses_a_mismatch_in_strict(grid:
         R.reusable(store, kd, teacher, "strict")
     with pytest.raises(ConfigError, match="reuse_recorded 'maybe' is not one of"):
         R.reusable(store, kd, wanted, "maybe")
+
+
+def test_a_table_takes_recorded_runs_as_if_just_run(grid: Path, tmp_path: Path, capsys) -> None:
+    """Recorded baseline runs (store) beside our KD runs (folders): the table's rows carry the
+    stored mIoU exactly, the source of each row, and the KD delta paired by seed."""
+    store_dir = tmp_path / "store" / "toycity"
+    store = R.collect(grid)
+    R.write_store(R.Store([r for r in store.rows if r["method"] == "baseline"], store.fingerprints),
+                  store_dir)
+    keys = [reuse_key(r) for r in R.load_store(store_dir).rows]
+    assert keys[0].startswith("_:deeplabv3_tiny:baseline:0:")
+    out = tmp_path / "table.csv"
+    kd = [str(grid / "segformer_small__deeplabv3_tiny" / "kd" / f"seed{s}") for s in (0, 1)]
+    assert main(["report", "table", *kd, "--pairs", "segformer_small:deeplabv3_tiny:heterogeneous",
+                 "--methods", "baseline,kd", "--published", "", "--recorded-runs", str(store_dir),
+                 "--reuse", *keys, "--out", str(out)]) == 0
+    table = pd.read_csv(out, dtype={"mious": str})
+    assert list(table.source) == ["recorded@1efea38", "ours"]
+    assert table.mious[0] == "35.8247 36.8247"  # the stored values, seed 0 and 1
+    assert table.miou_mean[0] == pytest.approx(35.82473140751033 + 0.5, abs=1e-4)
+    assert table.delta[1] == pytest.approx((40.1 + 41.1) / 2 - (35.82473140751033 + 0.5), abs=1e-4)
+    pivot = out.with_suffix(".md").read_text()
+    assert "- recorded runs: 1 of 2 rows take runs recorded in" in pivot
+    assert "36.32 ± 0.71 †" in pivot and "- †: recorded runs (recorded@1efea38;" in pivot
+    text = compare_text(out)
+    assert "rows by origin: 1 ours, 1 recorded@1efea38" in text
+    lines = text.splitlines()  # ranked: KD (40.6) above the student alone (36.3)
+    assert lines[1].split()[3:5] == ["1", "kd"] and lines[2].split()[3:5] == ["2", "baseline"]
+    assert "ours" in lines[1].split() and "recorded@1efea38" in lines[2].split()
+    assert main(["report", "table", *kd, "--pairs", "segformer_small:deeplabv3_tiny",
+                 "--methods", "baseline,kd", "--published", "", "--recorded-runs", str(store_dir),
+                 "--reuse", keys[0].replace(":0:", ":7:"), "--out", str(out)]) == 2
+    assert f"{store_dir} lack {keys[0].replace(':0:', ':7:')};" in capsys.readouterr().err
+
+
+def test_an_empty_store_says_so_in_the_table(grid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "table.csv"
+    runs = [str(p.parent) for p in sorted(grid.rglob("metrics.json"))]
+    assert main(["report", "table", *runs, "--pairs", "segformer_small:deeplabv3_tiny",
+                 "--methods", "baseline,kd", "--published", "",
+                 "--recorded-runs", str(tmp_path / "empty" / "toycity"), "--out", str(out)]) == 0
+    assert "holds none yet, so every row was trained here" in out.with_suffix(".md").read_text()
+    assert "†" not in out.with_suffix(".md").read_text()
+    assert set(pd.read_csv(out).source) == {"ours"}

@@ -67,12 +67,15 @@ def check_dataset(name: str, root: str | Path, splits: list[str] | tuple[str, ..
         log.info("%s %s: %d image/label pairs under %s", name, split, count, root)
 
 
-def dataset_fingerprint(name: str, root: str | Path,
-                        splits: list[str] | tuple[str, ...]) -> dict[str, object]:
+def dataset_fingerprint(name: str, root: str | Path, splits: list[str] | tuple[str, ...],
+                        planned: bool = False) -> dict[str, object]:
     """What identifies the data of ``splits`` of ``name`` under ``root`` (toycity: generator
     version and parameters; real data: the hash of each split's file list); a missing root or
-    split is a DataError. Nothing is generated."""
-    return {"name": name, **dataset_class(name).fingerprint(Path(root), tuple(splits))}
+    split is a DataError. Nothing is generated; ``planned``: a generated dataset not generated
+    yet has the fingerprint the workflow's ``data prepare`` will give it."""
+    cls = dataset_class(name)
+    found = cls.planned_fingerprint if planned else cls.fingerprint
+    return {"name": name, **found(Path(root), tuple(splits))}
 
 
 def prepare_dataset(name: str, root: str | Path, *, read_all: bool = False, progress: bool = False,

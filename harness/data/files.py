@@ -225,6 +225,12 @@ class PairedDataset(SegDataset):
         return out
 
     @classmethod
+    def planned_fingerprint(cls, root: Path, splits: Sequence[str]) -> dict[str, object]:
+        """The fingerprint the data will have when training starts (a generated dataset may not
+        be generated yet); for downloaded data, :meth:`fingerprint`."""
+        return cls.fingerprint(root, splits)
+
+    @classmethod
     def check(cls, root: str | Path, split: str, *, read_all: bool = False,
               progress: bool = False) -> int:
         """Check a split; returns its pair count.

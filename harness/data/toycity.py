@@ -520,6 +520,14 @@ class ToyCity(PairedDataset):
         return {"generator_version": manifest.get("version"), "params": manifest.get("params")}
 
     @classmethod
+    def planned_fingerprint(cls, root: Path, splits: Sequence[str]) -> dict[str, object]:
+        """The fingerprint of the data at ``root`` once the workflow's ``data prepare`` (default
+        parameters) has run: the manifest's when the folder is generated already."""
+        if read_manifest(root) is not None:
+            return cls.fingerprint(root, splits)
+        return {"generator_version": GENERATOR_VERSION, "params": asdict(ToyCityParams())}
+
+    @classmethod
     def generate(cls, root: Path, **options: int) -> dict:
         generate(root, ToyCityParams(**options) if options else None)
         return read_manifest(root)["params"]

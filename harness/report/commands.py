@@ -74,15 +74,44 @@ def method_labels(methods: list[str]) -> dict[str, str]:
     return {m: METHODS.get(m).label or m for m in methods if m in METHODS}
 
 
+def _runs(args: argparse.Namespace) -> list:
+    """The runs a report reads: the run folders given, then the recorded runs ``--reuse`` names
+    (from the store ``--recorded-runs``), as if they had just been run."""
+    from harness.report.runs import load_recorded, load_runs
+
+    if args.reuse and not args.recorded_runs:
+        raise ConfigError("--reuse names recorded runs; pass their store with --recorded-runs "
+                          "results/recorded/runs/<dataset>")
+    runs = load_runs(args.runs)
+    if args.reuse:
+        runs += load_recorded(args.recorded_runs, args.reuse)
+    if not runs:
+        raise ConfigError("no runs given; pass run folders or --reuse recorded runs")
+    return runs
+
+
+def _recorded_notes(args: argparse.Namespace, frame) -> list[str]:
+    """The pivot's note on the recorded runs (none when no store was given)."""
+    if not args.recorded_runs:
+        return []
+    from harness.report.recorded_runs import load_store
+
+    if not load_store(args.recorded_runs).rows:
+        return [f"recorded runs: {args.recorded_runs} holds none yet, so every row was trained "
+                "here (README: Compare a new method against recorded runs)."]
+    reused = int(frame.source.str.contains("recorded@").sum())
+    return [f"recorded runs: {reused} of {len(frame)} rows take runs recorded in "
+            f"{args.recorded_runs} (source recorded@<commit>); the others were trained here."]
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     from harness.data import dataset_class
     from harness.io import atomic_write_text
     from harness.report import pivot, published, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     pairs = [tables.PairSpec.parse(t) for t in args.pairs]
-    runs = load_runs(args.runs)
+    runs = _runs(args)
     dataset = runs[0].dataset if runs else ""
     if args.dataset and any(r.dataset != args.dataset for r in runs):
         raise DataError(f"the runs are of dataset {dataset}, not --dataset {args.dataset}")
@@ -93,6 +122,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         complexity=_complexity(runs, dataset) if runs else None, scale=args.scale,
         pretrained_expected=bool(runs) and dataset_class(dataset).pretrained_expected)
     table = pivot.build_pivot(frame, method_labels(list(frame.method.unique())))
+    table.notes += _recorded_notes(args, frame)
     tables.write_frame(frame, out)
     atomic_write_text(out.with_suffix(".md"), pivot.to_markdown(table))
     atomic_write_text(out.with_suffix(".tex"), pivot.to_latex(table))
@@ -103,13 +133,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from harness.report import plots, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     from harness.methods import METHODS
 
     labels = METHODS.get(args.method).preset_labels if args.method in METHODS else {}
-    frame = tables.build_ablation(load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs],
+    frame = tables.build_ablation(_runs(args), [tables.PairSpec.parse(t) for t in args.pairs],
                                   args.method, _csv_list(args.presets), labels)
     tables.write_frame(frame, out)
     plots.ablation_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
@@ -119,13 +148,12 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from harness.report import plots, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     axes = _csv_list(args.axes)
     if len(axes) != 2:
         raise ConfigError(f"--axes must name two options, e.g. lambda1,lambda2; got {args.axes!r}")
-    frame = tables.build_sensitivity(load_runs(args.runs), tables.PairSpec.parse(args.pair),
+    frame = tables.build_sensitivity(_runs(args), tables.PairSpec.parse(args.pair),
                                      args.method, (axes[0], axes[1]))
     tables.write_frame(frame, out)
     plots.sensitivity_figure(frame, out.with_suffix(".png"), method_labels([args.method]).get(args.method))
@@ -135,12 +163,11 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def _cmd_readings(args: argparse.Namespace) -> int:
     from harness.report import plots, readings, tables
-    from harness.report.runs import load_runs
 
     out = _out_csv(args.out)
     base_options = readings.parse_reading(args.options)
     frame = readings.build_readings(
-        load_runs(args.runs), [tables.PairSpec.parse(t) for t in args.pairs], args.method,
+        _runs(args), [tables.PairSpec.parse(t) for t in args.pairs], args.method,
         [readings.parse_reading(r) for r in args.reading], preset=args.preset or None,
         options=base_options, reference=args.reference)
     tables.write_frame(frame, out, md=readings.readings_markdown(frame))
@@ -294,21 +321,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(metrics files, teacher run folders whose models go into the store) of ``record``."""
+    if bool(args.runs) == bool(args.run):
+        raise ConfigError("pass either --runs runs/<dataset> or the run folders (metrics.json) to record")
+    if args.runs:
+        files = sorted(Path(args.runs).rglob("metrics.json")) if Path(args.runs).is_dir() else []
+    else:
+        files = [p if p.name == "metrics.json" else p / "metrics.json" for p in map(Path, args.run)]
+    from harness.report.recorded_runs import run_variant
+
+    teachers = [f.parent for f in files if run_variant(f.parent) == "teacher"]
+    return files, teachers if args.teacher_models else []
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from harness.io import check_writable_dir
     from harness.report import recorded_runs as R
 
     out = Path(args.out)
-    new = R.collect(args.runs)
+    files, teachers = _record_inputs(args)
+    new = R.collect(args.runs) if args.runs else R.collect_runs(files, "the runs given")
     dataset = new.rows[0]["dataset"]
     if out.name != dataset:
         raise ConfigError(f"--out {out} must be the store of the runs' dataset, a folder named "
                           f"{dataset} (results/recorded/runs/{dataset}/)")
+    for run in teachers:
+        R.teacher_model_files(run)  # refused before anything is written
     check_writable_dir(out)
     store = R.merged(R.load_store(out), new)
     R.write_store(store, out)
-    log.info("recorded %d runs into %s (%d rows, %d fingerprints)", len(new.rows), out,
-             len(store.rows), len(store.fingerprints))
+    for run in teachers:
+        R.write_teacher_model(run, out)
+    log.info("recorded %d runs into %s (%d rows, %d fingerprints, %d teacher models)",
+             len(new.rows), out, len(store.rows), len(store.fingerprints), len(teachers))
     return 0
 
 
@@ -354,12 +400,20 @@ EXAMPLES = {
 }
 
 
+def _recorded_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recorded-runs", default=None, metavar="STORE",
+                        help="the recorded-runs store of the dataset (results/recorded/runs/<dataset>)")
+    parser.add_argument("--reuse", nargs="*", default=[], metavar="KEY",
+                        help="recorded runs taken as if just run: TEACHER:STUDENT:VARIANT:SEED:"
+                        "FINGERPRINT (TEACHER _ for none), as the workflow plans them")
+
+
 def _register_tables(sub: argparse._SubParsersAction) -> None:
     table = sub.add_parser("table", help="mIoU per pair x method: the long CSV, its pivot (.md, .tex)",
                            description="mIoU per pair x method (mean, std, paired delta, published "
                            "figures, params, GFLOPs) as a CSV, with the paper-style pivot beside it "
                            "as Markdown and LaTeX.", epilog=EXAMPLES["table"])
-    table.add_argument("runs", nargs="+", help="run folders or their metrics.json")
+    table.add_argument("runs", nargs="*", help="run folders or their metrics.json")
     table.add_argument("--pairs", nargs="+", required=True, metavar=PAIR,
                        help="the table's pairs, in row order")
     table.add_argument("--methods", required=True, help="comma-separated, in column order; include baseline")
@@ -375,31 +429,34 @@ def _register_tables(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--scale", choices=("full", "smoke"), default="full",
                        help="what the runs are (recorded in the table; compare prints it)")
     table.add_argument("--out", required=True, help="CSV path; the .md and .tex pivots are written beside it")
+    _recorded_arguments(table)
     table.set_defaults(func=_cmd_table)
 
     ablation = sub.add_parser("ablation", help="a method's presets per pair (+ bar chart of deltas)",
                               epilog=EXAMPLES["ablation"])
-    ablation.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
+    ablation.add_argument("runs", nargs="*", help="run folders or metrics.json (baseline runs included)")
     ablation.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="pairs, in figure order")
     ablation.add_argument("--method", default="heteroakd", help="the method whose presets are compared")
     ablation.add_argument("--presets", default="full,no_kmm,no_kem,no_both,kd_only", help="comma-separated")
     ablation.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
+    _recorded_arguments(ablation)
     ablation.set_defaults(func=_cmd_ablation)
 
     sens = sub.add_parser("sensitivity", help="mIoU over two options of a method (+ figure)",
                           epilog=EXAMPLES["sensitivity"])
-    sens.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline runs included)")
+    sens.add_argument("runs", nargs="*", help="run folders or metrics.json (baseline runs included)")
     sens.add_argument("--pair", required=True, metavar=PAIR, help="the pair the grid was run on")
     sens.add_argument("--method", default="heteroakd", help="the method whose options vary")
     sens.add_argument("--axes", default="lambda1,lambda2", help="the two options, comma-separated")
     sens.add_argument("--out", required=True, help="CSV path; the PNG is written beside it")
+    _recorded_arguments(sens)
     sens.set_defaults(func=_cmd_sensitivity)
 
 
 def _register_readings(sub: argparse._SubParsersAction) -> None:
     read = sub.add_parser("readings", help="a method's readings vs the student alone and KD",
                           epilog=EXAMPLES["readings"])
-    read.add_argument("runs", nargs="+", help="run folders or metrics.json (baseline and "
+    read.add_argument("runs", nargs="*", help="run folders or metrics.json (baseline and "
                       "reference runs included)")
     read.add_argument("--pairs", nargs="+", required=True, metavar=PAIR, help="pairs, in panel order")
     read.add_argument("--method", default="heteroakd", help="the method whose options are read")
@@ -412,6 +469,7 @@ def _register_readings(sub: argparse._SubParsersAction) -> None:
     read.add_argument("--reference", default="kd", help="the method each reading is also "
                       "compared to (its runs on each pair)")
     read.add_argument("--out", required=True, help="CSV path; .md and .png beside it")
+    _recorded_arguments(read)
     read.set_defaults(func=_cmd_readings)
 
     claims = sub.add_parser("claims", help="the seed paper's claims checked against the tables",
@@ -477,6 +535,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     record = subparsers.add_parser("record", help="finished runs into the recorded-runs store",
                                    epilog=EXAMPLES["record"])
-    record.add_argument("--runs", required=True, help="the runs of one dataset (runs/<dataset>)")
+    record.add_argument("run", nargs="*", help="run folders or their metrics.json (or --runs)")
+    record.add_argument("--runs", default=None, help="every run under a folder (runs/<dataset>)")
+    record.add_argument("--teacher-models", action="store_true",
+                        help="also copy each recorded teacher's saved model into the store, so "
+                        "reuse_recorded can use it instead of training the teacher")
     record.add_argument("--out", required=True, help="its store, results/recorded/runs/<dataset>/")
     record.set_defaults(func=_cmd_record)

@@ -38,7 +38,14 @@ def _cell(row: pd.Series, n_row: int) -> str:
             text += "*"
     if int(row.n_seeds) != n_row:
         text += f" [n={int(row.n_seeds)}]"
+    if _recorded(row):
+        text += " †"
     return text
+
+
+def _recorded(row: pd.Series) -> bool:
+    """The cell's runs come (at least in part) from the recorded runs (its ``source``)."""
+    return "recorded@" in str(row.get("source", ""))
 
 
 def _teacher_rows(frame: pd.DataFrame, width: int) -> list[list[str]]:
@@ -79,6 +86,11 @@ def _notes(frame: pd.DataFrame) -> list[str]:
         f"params and GFLOPs of the whole model (aux head included) for one {size} image, "
         "2 FLOPs per multiply-accumulate.",
     ]
+    recorded = sorted({s for s in frame.get("source", pd.Series(dtype=str)).astype(str)
+                       if "recorded@" in s})
+    if recorded:
+        notes.append(f"†: recorded runs ({', '.join(recorded)}; results/recorded/runs/), not "
+                     "trained by this run of the workflow; the CSV's source column says which.")
     if str(first.get("scale", "full")) != "full":
         notes.append(f"scale {first.scale}: a few iterations per run, not a result.")
     if bool(frame.get("val_subset", pd.Series([False])).astype(bool).any()):
@@ -99,7 +111,8 @@ def _latex_escape(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
                           ("#", r"\#")):
         text = text.replace(char, escaped)
-    return text.replace("±", r"$\pm$").replace("->", r"$\rightarrow$").replace("`", "")
+    text = text.replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+    return text.replace("->", r"$\rightarrow$").replace("`", "")
 
 
 def to_latex(pivot: Pivot) -> str:

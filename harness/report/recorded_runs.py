@@ -35,34 +35,44 @@ MECHANICS = ("threads", "log_every", "checkpoint_every", "eval_every", "amp", "c
 #: data settings that say where the files are or how they are read (the dataset part covers them)
 DATA_LOCATION = ("root", "workers", "name")
 KEY = ("teacher", "student", "variant", "seed", "fingerprint")
+#: the file beside a teacher's saved model in the store naming its recorded run's fingerprint
+MODEL_FINGERPRINT = "fingerprint"
+
+
+def teacher_model_dir(store_dir: str | Path, teacher: str) -> Path:
+    """Where the store keeps a recorded teacher's saved model (``record --teacher-models``)."""
+    return Path(store_dir) / "teachers" / teacher
 
 
 def fingerprint(metrics: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs comparable, from a finished run's ``metrics.json``."""
-    teacher = metrics.get("teacher_checkpoint") or None
+    teacher = metrics.get("teacher_model") or None  # harness/engine/loop.py writes it
     return fingerprint_of(metrics["config"], metrics["align_corners"], None if teacher is None else
                           {"name": metrics["teacher"], "sha256": teacher["sha256"],
                            "miou": teacher["miou"]})
 
 
-def fingerprint_of(config: dict[str, Any], align_corners: bool,
-                   teacher: dict[str, Any] | None) -> dict[str, Any]:
+def fingerprint_of(config: dict[str, Any], align_corners: bool, teacher: dict[str, Any] | None,
+                   dataset: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fingerprint of a run of the resolved run ``config`` (``metrics.json``'s ``config``):
-    the protocol and resolved ``align_corners``, the schedule (crop, iterations, batch,
+    the protocol and resolved ``align_corners``, the method's preset and options, the file name
+    of the student's ImageNet weights (``model.pretrained``), the schedule (crop, iterations, batch,
     optimiser, lr and its reference batch, aux weight, ...), the eval settings, the teacher
     (name, sha256 of its weights, mIoU) and the data's fingerprint (read under ``data.root``,
-    which must exist); see docs/protocol.md §Recorded runs."""
+    which must exist, unless ``dataset`` gives it); see docs/protocol.md §Recorded runs."""
     from harness.data import dataset_fingerprint
 
-    data = config["data"]
+    data, method, model = config["data"], config.get("method") or {}, config.get("model") or {}
     return {
         "protocol": config["protocol"],
+        "method": {"preset": method.get("preset"), "options": method.get("options") or {}},
+        "pretrained": Path(model["pretrained"]).name if model.get("pretrained") else None,
         "align_corners": align_corners,
         "schedule": {k: v for k, v in config["train"].items() if k not in MECHANICS},
         "data": {k: v for k, v in data.items() if k not in DATA_LOCATION},
         "teacher": teacher,
-        "dataset": dataset_fingerprint(data["name"], data["root"],
-                                       [data["train_split"], data["val_split"]]),
+        "dataset": dataset or dataset_fingerprint(data["name"], data["root"],
+                                                  [data["train_split"], data["val_split"]]),
     }
 
 
@@ -206,14 +216,20 @@ def _parse_json(where: str, key: str, row: dict[str, str]) -> Any:
 def collect(runs_dir: str | Path) -> Store:
     """Every finished run under ``runs_dir`` (a folder with ``metrics.json``) as a store; a
     malformed run, a run of another dataset or the same run twice is a DataError naming it."""
-    from harness.report.runs import load_run
-
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DataError(f"runs folder {runs_dir} does not exist; pass the runs/<dataset> folder "
                         "the workflow trained into")
+    return collect_runs(sorted(runs_dir.rglob("metrics.json")), str(runs_dir))
+
+
+def collect_runs(metrics_files: list[Path], runs_dir: str) -> Store:
+    """The finished runs of ``metrics_files`` (in the workflow's layout) as a store; see
+    :func:`collect`."""
+    from harness.report.runs import load_run
+
     rows, prints = [], {}
-    for metrics_file in sorted(runs_dir.rglob("metrics.json")):
+    for metrics_file in metrics_files:
         load_run(metrics_file)  # the checks every report applies to a run
         row, print_ = record_row(metrics_file.parent, json.loads(metrics_file.read_text()))
         rows.append(row)
@@ -224,7 +240,7 @@ def collect(runs_dir: str | Path) -> Store:
     if len(datasets) > 1:
         raise DataError(f"{runs_dir} holds runs of {datasets}; record one dataset at a time "
                         "(pass runs/<dataset>)")
-    return merged(Store([], {}), Store(rows, prints), what=str(runs_dir))
+    return merged(Store([], {}), Store(rows, prints), what=runs_dir)
 
 
 def merged(old: Store, new: Store, what: str = "the new runs") -> Store:
@@ -256,6 +272,31 @@ def write_store(store: Store, folder: str | Path) -> None:
     atomic_write_text(folder / RUNS_FILE, runs_text)
 
 
+def write_teacher_model(run: Path, store_dir: str | Path) -> None:
+    """Copy the saved model of the finished teacher run ``run`` to ``<store>/teachers/<name>/``
+    with the fingerprint id of its recorded row (:data:`MODEL_FINGERPRINT`), so ``reuse_recorded`` can use
+    it instead of training the teacher; each file written atomically, the id last."""
+    from harness.io import atomic_write_text, atomic_write_with
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    row, _ = record_row(run, metrics)
+    folder = teacher_model_dir(store_dir, row["student"])
+    for source in teacher_model_files(run):
+        atomic_write_with(folder / source.name, lambda tmp, src=source: tmp.write_bytes(src.read_bytes()))
+    atomic_write_text(folder / MODEL_FINGERPRINT, row["fingerprint"] + "\n")
+
+
+def teacher_model_files(run: Path) -> list[Path]:
+    """The saved-model files of a finished teacher run; a missing one is a DataError."""
+    from harness.models.saved import CONFIG_FILE, WEIGHTS_FILE
+
+    files = [run / "model" / name for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    for file in files:
+        if not file.is_file():
+            raise DataError(f"teacher run {run} has no model/{file.name}; train it again")
+    return files
+
+
 REUSE_MODES = ("false", "true", "strict")
 
 
@@ -268,6 +309,28 @@ def differences(recorded: Any, wanted: Any, prefix: str = "") -> list[tuple[str,
             out += differences(recorded.get(key), wanted.get(key), f"{prefix}{key}.")
         return out
     return [] if recorded == wanted else [(prefix.rstrip("."), recorded, wanted)]
+
+
+def recorded_of(store: Store, run: dict[str, Any]) -> list[dict[str, str]]:
+    """The rows of ``run`` (teacher "" for none, student, variant, seed) under any fingerprint."""
+    return [r for r in store.rows if (r["teacher"], r["student"], r["variant"], int(r["seed"]))
+            == (run["teacher"], run["student"], run["variant"], int(run["seed"]))]
+
+
+def match(store: Store, run: dict[str, Any],
+          wanted: dict[str, Any]) -> tuple[dict[str, str] | None, tuple[str, Any, Any] | None]:
+    """(the row of ``run`` recorded with fingerprint ``wanted``, None), or (None, the first
+    differing field of its recorded fingerprint as (field, recorded, wanted)); (None, None)
+    when the store has no row of ``run``."""
+    same, wanted_id = recorded_of(store, run), fingerprint_id(wanted)
+    for row in same:
+        if row["fingerprint"] == wanted_id:
+            return row, None
+    if not same:
+        return None, None
+    recorded = store.fingerprints[same[0]["fingerprint"]]
+    # equal values of other JSON types (1 and 1.0) hash differently
+    return None, (differences(recorded, wanted) or [("fingerprint", same[0]["fingerprint"], wanted_id)])[0]
 
 
 def reusable(store: Store, run: dict[str, Any], wanted: dict[str, Any],
@@ -285,16 +348,12 @@ def reusable(store: Store, run: dict[str, Any], wanted: dict[str, Any],
         raise ConfigError(f"reuse_recorded {mode!r} is not one of {', '.join(REUSE_MODES)}")
     if mode == "false":
         return None, None
-    same = [r for r in store.rows if (r["teacher"], r["student"], r["variant"], int(r["seed"]))
-            == (run["teacher"], run["student"], run["variant"], int(run["seed"]))]
-    wanted_id = fingerprint_id(wanted)
-    for row in same:
-        if row["fingerprint"] == wanted_id:
-            return row, None
-    if not same:
-        return None, None
-    field, was, now = differences(store.fingerprints[same[0]["fingerprint"]], wanted)[0]
-    name = f"{run['variant']} seed {run['seed']} of {run['teacher'] or '-'} -> {run['student']}"
+    row, difference = match(store, run, wanted)
+    if difference is None:
+        return row, None
+    field, was, now = difference
+    name = (f"{run['variant']} seed {run['seed']} of {run['teacher']} -> {run['student']}"
+            if run["teacher"] else f"{run['variant']} {run['student']} seed {run['seed']}")
     reason = f"the recorded run {name} differs in {field} (recorded {was!r}, this run {now!r})"
     if mode == "strict":
         raise ConfigError(f"{reason}; with reuse_recorded=strict it is not retrained: restore "

@@ -34,6 +34,7 @@ class RunResult:
     val_subset: bool = False  # evaluated on the first data.max_val_images images only
     crop: tuple[int, int] | None = None  # training crop (H, W)
     pretrained: str | None = None  # the student's local ImageNet weights (model.pretrained)
+    source: str = "ours"  # "ours": trained here; "recorded@<commit>": a row of the recorded runs
 
     @property
     def setting(self) -> str:
@@ -94,3 +95,41 @@ def load_runs(paths: list[str | Path]) -> list[RunResult]:
     folders = dict.fromkeys(Path(p).resolve().parent if Path(p).name == "metrics.json"
                             else Path(p).resolve() for p in paths)
     return [load_run(folder) for folder in folders]
+
+
+def reuse_key(row: dict[str, str]) -> str:
+    """``teacher:student:variant:seed:fingerprint`` (teacher ``_`` for none): how a workflow
+    job names a recorded run it takes instead of training (``report ... --reuse KEY``)."""
+    return ":".join([row["teacher"] or "_", row["student"], row["variant"], row["seed"],
+                     row["fingerprint"]])
+
+
+def recorded_run(row: dict[str, str], fingerprint: dict[str, Any], folder: Path) -> RunResult:
+    """A recorded run (a row of ``results/recorded/runs/<dataset>/runs.csv`` and its fingerprint)
+    as if it had just been run in ``folder``; its source is ``recorded@<commit>`` (the commit's
+    first 12 characters). The store keeps no val image count nor the student's weights file."""
+    setting, data = json.loads(row["options"]), fingerprint.get("data") or {}
+    return RunResult(folder=folder, dataset=row["dataset"], teacher=row["teacher"] or None,
+                     student=row["student"], method=row["method"], preset=setting["preset"],
+                     options=dict(setting["options"]), seed=int(row["seed"]),
+                     protocol=current_value("protocol", row["protocol"]), miou=float(row["miou"]),
+                     iterations=int(row["iterations"]),
+                     val_subset=data.get("max_val_images") is not None,
+                     crop=tuple(data["crop"]) if data.get("crop") else None,
+                     source=f"recorded@{row['commit'][:12]}")
+
+
+def load_recorded(store_dir: str | Path, keys: list[str]) -> list[RunResult]:
+    """The recorded runs ``keys`` (:func:`reuse_key`) of the store ``store_dir``; a key the store
+    lacks is a DataError (the store changed after the workflow planned the job)."""
+    from harness.report.recorded_runs import load_store
+
+    store = load_store(store_dir)
+    rows = {reuse_key(r): r for r in store.rows}
+    missing = [k for k in keys if k not in rows]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(f"the recorded runs {store_dir} lack {missing[0]}{more}; the store changed "
+                        "since the workflow planned this job, run the workflow again")
+    return [recorded_run(rows[k], store.fingerprints[rows[k]["fingerprint"]],
+                         Path(store_dir) / k.replace(":", "/")) for k in keys]

@@ -29,16 +29,16 @@ TABLE_COLUMNS = [
     "n_seeds", "seeds", "mious", "delta", "delta_std", "delta_lo", "delta_hi", "teacher_miou",
     "published_miou", "published_source", "published_teacher_miou", "published_delta", "overhead",
     "student_params_m", "student_gflops", "teacher_params_m", "teacher_gflops", "flops_size",
-    "iterations", "val_images", "val_subset", "scale", "notes",
+    "iterations", "val_images", "val_subset", "scale", "notes", "source",
 ]
 ABLATION_COLUMNS = [
     "dataset", "teacher", "student", "kind", "method", "variant", "label", "miou_mean", "miou_std",
     "n_seeds", "seeds", "mious", "baseline_miou", "delta", "delta_std", "delta_lo", "delta_hi",
-    "delta_vs_full",
+    "delta_vs_full", "source",
 ]
 SENSITIVITY_COLUMNS = [
     "dataset", "teacher", "student", "method", "axis1", "value1", "axis2", "value2", "miou_mean",
-    "miou_std", "n_seeds", "seeds", "mious", "baseline_miou", "delta", "is_default",
+    "miou_std", "n_seeds", "seeds", "mious", "baseline_miou", "delta", "is_default", "source",
 ]
 
 
@@ -69,10 +69,13 @@ def by_seed(runs: list[RunResult]) -> dict[int, float]:
 
 
 def seed_columns(runs: list[RunResult]) -> dict[str, str]:
-    """``seeds`` ("0 1 2") and the aligned ``mious`` ("50.0000 52.0000 54.0000") of a cell."""
+    """``seeds`` ("0 1 2"), the aligned ``mious`` ("50.0000 52.0000 54.0000") and the ``source``
+    of a cell: ``ours`` (trained now), ``recorded@<commit>`` (recorded runs), both joined by
+    ``+`` when the seeds mix them."""
     ordered = sorted(runs, key=lambda r: r.seed)
     return {"seeds": " ".join(str(r.seed) for r in ordered),
-            "mious": " ".join(f"{r.miou:.4f}" for r in ordered)}
+            "mious": " ".join(f"{r.miou:.4f}" for r in ordered),
+            "source": "+".join(sorted({r.source for r in ordered}))}
 
 
 def per_seed(row: Any) -> dict[int, float]:
@@ -136,7 +139,8 @@ def _notes(runs: list[RunResult], method: str, pretrained_expected: bool) -> str
         if first.terms:
             own = [t for t in first.terms if t not in ("loss_task", "loss_aux", "loss_total")]
             parts.append("terms " + " ".join(own))
-    if pretrained_expected and any(r.pretrained is None for r in runs):
+    # a recorded run keeps no weights file name: only runs trained here can show random weights
+    if pretrained_expected and any(r.pretrained is None and r.source == "ours" for r in runs):
         parts.append(RANDOM_INIT_NOTE)
     return "; ".join(parts)
 

@@ -149,6 +149,10 @@ class DatasetPlan:
     sensitivity: list[tuple[dict[str, float], Variant]] = field(default_factory=list)
     readings_pairs: list[Pair] = field(default_factory=list)
     readings: list[tuple[dict[str, Any], Variant]] = field(default_factory=list)  # overrides
+    # reuse_recorded (harness/workflow/reuse.py): run folder -> the recorded row taken instead of
+    # training it, and teacher -> the saved model in the store used instead of training it
+    reused: dict[str, dict[str, str]] = field(default_factory=dict)
+    reused_teachers: dict[str, str] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- layout
     def teacher_dir(self, teacher: str) -> str:
@@ -163,6 +167,8 @@ class DatasetPlan:
     def teacher_model(self, teacher: str) -> str:
         """The model folder the students are distilled from (trained, imported or user-supplied)."""
         spec = self.cfg["teachers"][teacher]
+        if teacher in self.reused_teachers:
+            return self.reused_teachers[teacher]
         if spec.get("format"):
             return self.imported_dir(teacher)
         return spec["model"] or f"{self.teacher_dir(teacher)}/model"
@@ -181,6 +187,15 @@ class DatasetPlan:
     def result(self, stem: str, ext: str) -> str:
         return f"{self.results_dir}/{stem}_{self.name}.{ext}"
 
+    @property
+    def store_dir(self) -> str:
+        """The dataset's recorded-runs store (``recorded_runs``/<dataset>)."""
+        return f"{recorded_dir(self.config)}/{self.name}"
+
+    def trained(self, runs: list[str]) -> list[str]:
+        """The run folders of ``runs`` this workflow trains (not taken from recorded runs)."""
+        return [r for r in runs if r not in self.reused]
+
     # ------------------------------------------------------------- the grid
     @property
     def teachers(self) -> list[str]:
@@ -189,7 +204,8 @@ class DatasetPlan:
 
     @property
     def trained_teachers(self) -> list[str]:
-        return [t for t in self.teachers if not self.cfg["teachers"][t]["model"]]
+        return [t for t in self.teachers
+                if not self.cfg["teachers"][t]["model"] and t not in self.reused_teachers]
 
     @property
     def imported_teachers(self) -> list[str]:
@@ -427,7 +443,19 @@ def normalise(config: dict[str, Any]) -> dict[str, Any]:
     """Coerce command-line strings (``--config check_roots=false``) to their types and old key
     names to the current ones (:func:`upgrade`), in place."""
     config["check_roots"] = _truthy(config.get("check_roots", True), "check_roots")
+    config["reuse_recorded"] = reuse_mode(config.get("reuse_recorded", False))
+    config.setdefault("recorded_runs", None)
     return upgrade(config)
+
+
+def reuse_mode(value: Any) -> str:
+    """``reuse_recorded`` as one of false, true, strict (the command line passes strings)."""
+    from harness.report.recorded_runs import REUSE_MODES
+
+    mode = str(value).lower()
+    if mode not in REUSE_MODES:
+        raise ConfigError(f"config key 'reuse_recorded' must be false, true or strict, got {value!r}")
+    return mode
 
 
 def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
@@ -436,6 +464,12 @@ def output_dirs(config: dict[str, Any]) -> tuple[str, str]:
     runs_dir = config["runs_dir"] or f"runs/{folder}"
     results_dir = config["results_dir"] or f"results/{folder}"
     return runs_dir.rstrip("/"), results_dir.rstrip("/")
+
+
+def recorded_dir(config: dict[str, Any]) -> str:
+    """The folder of the recorded-runs stores: smoke runs are recorded apart from full ones."""
+    folder = config.get("recorded_runs") or f"results/{Scale.of(config).folder}recorded/runs"
+    return folder.rstrip("/")
 
 
 def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:

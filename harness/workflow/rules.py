@@ -16,7 +16,7 @@ from collections.abc import Callable
 import yaml
 
 from harness.errors import ConfigError
-from harness.workflow.grid import DatasetPlan, Pair, check_config, set_flags
+from harness.workflow.grid import DatasetPlan, Pair, check_config, reuse_mode, set_flags
 
 Wildcards = dict[str, str]
 
@@ -118,6 +118,18 @@ def _cost(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     return args
 
 
+def _runs(plan: DatasetPlan, runs: list[str]) -> list[str]:
+    """A report's runs: the metrics of those trained here, then, with ``reuse_recorded``, the
+    store and the recorded runs taken instead of the others (``--reuse``, harness/report/runs.py)."""
+    from harness.report.runs import reuse_key
+
+    args = metrics_of(plan.trained(runs))
+    if reuse_mode(plan.config.get("reuse_recorded", False)) != "false":
+        reused = [reuse_key(plan.reused[r]) for r in runs if r in plan.reused]
+        args += ["--recorded-runs", plan.store_dir] + (["--reuse", *reused] if reused else [])
+    return args
+
+
 def _table(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "table", "--dataset", plan.name, "--split", plan.cfg["val_split"],
             "--pairs", *(p.token for p in plan.pairs), "--methods", ",".join(plan.main),
@@ -125,20 +137,34 @@ def _table(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
             "--published", plan.config["published"], "--scale", plan.scale.name]
     if plan.cfg.get("cost"):
         args += ["--cost", plan.result("cost", "csv")]
-    return args + metrics_of(plan.table_runs())
+    return args + _runs(plan, plan.table_runs())
 
 
 def _ablation(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     return ["report", "ablation", "--pairs", *(p.token for p in plan.ablation_pairs),
             "--method", plan.cfg["ablation"]["method"], "--presets", ",".join(plan.ablation),
-            *metrics_of(plan.ablation_runs())]
+            *_runs(plan, plan.ablation_runs())]
 
 
 def _sensitivity(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     assert plan.sensitivity_pair is not None
     sens = plan.cfg["sensitivity"]
     return ["report", "sensitivity", "--pair", plan.sensitivity_pair.token, "--method",
-            sens["method"], "--axes", ",".join(sens["options"]), *metrics_of(plan.sensitivity_runs())]
+            sens["method"], "--axes", ",".join(sens["options"]), *_runs(plan, plan.sensitivity_runs())]
+
+
+def recorded_inputs(plan: DatasetPlan) -> list[str]:
+    """The metrics of every run of the grid trained here, teachers included (``record``)."""
+    teachers = [plan.teacher_dir(t) for t in plan.trained_teachers]
+    runs = [plan.run_dir(pair, variant, seed) for pair in plan.pairs
+            for variant in plan.main.values() for seed in plan.seeds]
+    runs += [plan.distill_dir(pair, variant.name, seed) for pair, variant in plan.distill_runs()
+             for seed in plan.seeds]
+    return metrics_of(teachers + plan.trained(list(dict.fromkeys(runs))))
+
+
+def _record(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
+    return ["record", "--teacher-models", "--out", plan.store_dir, *recorded_inputs(plan)]
 
 
 def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
@@ -168,7 +194,7 @@ def _readings(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
         args += ["--preset", base.preset]
     for overrides, _ in plan.readings:
         args += ["--reading", _flow(overrides)]
-    return args + metrics_of(plan.readings_runs())
+    return args + _runs(plan, plan.readings_runs())
 
 
 def _claims(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
@@ -186,8 +212,8 @@ def _qualitative(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     return args
 
 
-#: rule -> its arguments; the shell of each rule but prepare_data adds ``--out`` (and ``bench``
-#: its ``--threads``)
+#: rule -> its arguments; the shell of each rule but prepare_data and record_runs adds ``--out``
+#: (and ``bench`` its ``--threads``)
 COMMANDS: dict[str, Callable[[DatasetPlan, Wildcards], list[str]]] = {
     "prepare_data": _prepare_data,
     "train_teacher": _train_teacher,
@@ -197,6 +223,7 @@ COMMANDS: dict[str, Callable[[DatasetPlan, Wildcards], list[str]]] = {
     "distill": _distill,
     "cost": _cost,
     "table": _table,
+    "record_runs": _record,
     "ablation": _ablation,
     "sensitivity": _sensitivity,
     "readings": _readings,
@@ -227,10 +254,12 @@ def jobs(plan: DatasetPlan) -> list[tuple[str, Wildcards]]:
             for t in plan.trained_teachers]
     out += [("import_teacher", {"teacher": t}) for t in plan.imported_teachers]
     out += [("eval_teacher", {"teacher": t}) for t in plan.teachers]
-    out += [("train_student", {"student": s, "seed": seed}) for s in plan.students for seed in seeds]
+    out += [("train_student", {"student": s, "seed": seed}) for s in plan.students for seed in seeds
+            if plan.student_dir(s, int(seed)) not in plan.reused]
     out += [("distill", {"teacher": pair.teacher, "student": pair.student, "variant": variant.name,
                          "seed": seed})
-            for pair, variant in plan.distill_runs() for seed in seeds]
+            for pair, variant in plan.distill_runs() for seed in seeds
+            if plan.distill_dir(pair, variant.name, int(seed)) not in plan.reused]
     if plan.cfg.get("cost"):
         out.append(("cost", {}))
     out.append(("table", {}))
@@ -273,7 +302,8 @@ def check_commands(plans: dict[str, DatasetPlan], datasets: list[str]) -> int:
         for rule, wildcards in jobs(plan):
             args = command(plan, rule, wildcards)
             try:
-                parsed = parser.parse_args(args if rule == "prepare_data" else [*args, "--out", "out"])
+                whole = rule in ("prepare_data", "record_runs")
+                parsed = parser.parse_args(args if whole else [*args, "--out", "out"])
                 if rule in ("train_teacher", "train_student", "distill"):
                     method = load_config(None, parsed.overrides).method
                     method_options(method.name, method.preset, method.options)

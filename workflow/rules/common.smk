@@ -8,6 +8,13 @@ from harness.workflow import grid as G
 from harness.workflow import rules as R
 
 PLANS = G.check_config(config)  # ConfigError (one line naming the key) before any job
+# reuse_recorded (harness/workflow/reuse.py): runs whose fingerprint matches a recorded run are
+# not planned; a mismatch is one warning line per pair and field (strict: a ConfigError here).
+if config["reuse_recorded"] != "false":
+    from harness.workflow.reuse import apply_reuse
+
+    for line in apply_reuse(PLANS, config["reuse_recorded"]):
+        print(f"warning: {line}", file=sys.stderr)
 RUNS, RESULTS = G.output_dirs(config)
 SCALE = G.Scale.of(config)
 LOGS = f"logs/{SCALE.folder}"
@@ -85,7 +92,7 @@ def mem_mb(wildcards):
 def table_input(wildcards):
     plan = plan_of(wildcards)
     return {
-        "runs": R.metrics_of(plan.table_runs()),
+        "runs": R.metrics_of(plan.trained(plan.table_runs())),
         "teachers": [plan.teacher_eval(t) for t in plan.teachers],
         "published": config["published"],
         "cost": [plan.result("cost", "csv")] if plan.cfg.get("cost") else [],
@@ -93,11 +100,17 @@ def table_input(wildcards):
 
 
 def ablation_input(wildcards):
-    return R.metrics_of(plan_of(wildcards).ablation_runs())
+    plan = plan_of(wildcards)
+    return R.metrics_of(plan.trained(plan.ablation_runs()))
 
 
 def sensitivity_input(wildcards):
-    return R.metrics_of(plan_of(wildcards).sensitivity_runs())
+    plan = plan_of(wildcards)
+    return R.metrics_of(plan.trained(plan.sensitivity_runs()))
+
+
+def record_input(wildcards):
+    return R.recorded_inputs(plan_of(wildcards))
 
 
 def curves_input(wildcards):
@@ -105,7 +118,8 @@ def curves_input(wildcards):
 
 
 def readings_input(wildcards):
-    return R.metrics_of(plan_of(wildcards).readings_runs())
+    plan = plan_of(wildcards)
+    return R.metrics_of(plan.trained(plan.readings_runs()))
 
 
 def claims_input(wildcards):

@@ -257,3 +257,32 @@ rule cost:
         on_devices(
             1, "python -m harness {params.args} --threads {threads} --out {output.csv} > {log} 2>&1"
         )
+
+
+# The finished runs of a dataset's grid (teachers and their saved models included) into its
+# recorded-runs store (`snakemake record`; README "Compare a new method against recorded runs").
+# The store itself is no output (Snakemake would delete it before the job): the job merges into
+# it and touches a flag beside the results.
+rule record_runs:
+    input:
+        record_input,
+    output:
+        touch(f"{RESULTS}/recorded_{{dataset}}.done"),
+    params:
+        args=rule_args("record_runs"),
+    log:
+        f"{LOGS}{{dataset}}/record.log",
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/harness.yaml"
+    shell:
+        "python -m harness {params.args} > {log} 2>&1"
+
+
+rule record:
+    input:
+        [f"{RESULTS}/recorded_{name}.done" for name in config["default_datasets"]],
