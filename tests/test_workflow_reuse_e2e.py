@@ -33,7 +33,7 @@ def grid_config(methods: dict, crop: list[int], reuse: str) -> dict:
     toy["teachers"] = {"deeplabv3_small": toy["teachers"]["deeplabv3_small"]}
     toy["pairs"] = [{"teacher": "deeplabv3_small", "student": "deeplabv3_tiny"}]
     toy["methods"] = methods
-    for key in ("ablation", "sensitivity", "cost"):
+    for key in ("ablation", "sensitivity", "readings", "cost"):
         toy.pop(key, None)
     return config
 
