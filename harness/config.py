@@ -120,6 +120,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    warmup_iterations: int = 0  # linear learning-rate warm-up (0: none, as the reference protocol)
     aux_weight: float = 0.4
     grad_clip: float | None = None  # clip the student's grad-norm (off in the references)
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA (engine/step.py Precision)
@@ -345,6 +346,7 @@ def validate_values(config: RunConfig) -> None:
     checks = [
         (t.iterations > 0, "train.iterations must be > 0"),
         (t.lr > 0, "train.lr must be > 0"),
+        (t.warmup_iterations >= 0, "train.warmup_iterations must be >= 0"),
         (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (t.aux_weight >= 0, "train.aux_weight must be >= 0"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),

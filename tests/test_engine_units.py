@@ -59,6 +59,16 @@ def test_poly_lr_values_and_linear_batch_scaling():
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
+def test_linear_warmup_scales_the_poly_rate():
+    # iteration i < W: (i + 1) / W of the poly rate; from W on, the poly rate itself
+    assert poly_lr(0.01, 0, 100, warmup=4) == pytest.approx(0.01 * 0.25)
+    assert poly_lr(0.01, 2, 100, warmup=4) == pytest.approx(0.01 * 0.75 * 0.98 ** 0.9)
+    assert poly_lr(0.01, 3, 100, warmup=4) == pytest.approx(0.01 * 0.97 ** 0.9)
+    assert poly_lr(0.01, 50, 100, warmup=4) == poly_lr(0.01, 50, 100)
+    with pytest.raises(ConfigError, match="train.warmup_iterations must be >= 0"):
+        load_config(overrides=["train.warmup_iterations=-1"])
+
+
 def test_optimizer_takes_student_and_distiller_params_never_frozen_ones():
     student, projector, teacher = torch.nn.Linear(3, 4), torch.nn.Linear(4, 4), torch.nn.Linear(3, 4)
     teacher.requires_grad_(False)
@@ -68,6 +78,7 @@ def test_optimizer_takes_student_and_distiller_params_never_frozen_ones():
     assert sgd.param_groups[0]["momentum"] == 0.9 and sgd.param_groups[0]["weight_decay"] == 1e-4
     adamw = build_optimizer(TrainConfig(optimizer="adamw", weight_decay=0.01), params, 2e-4)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == 2e-4
+    assert adamw.defaults["fused"] is True
 
 
 def test_task_loss_matches_cross_entropy_and_stays_float32_under_bf16():

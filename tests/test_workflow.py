@@ -235,6 +235,8 @@ def test_variant_names_reuse_the_main_runs() -> None:
     settings = plan.train_settings("segformer_tiny", 0, teacher="deeplabv3_small",
                                    variant=plan.sensitivity[1][1])
     assert "method.options.lambda1=0.1" in settings and "train.optimizer=adamw" in settings
+    warmup = CONFIG["datasets"]["toycity"]["schedule"]["optim"]["transformer"]["warmup_iterations"]
+    assert f"train.warmup_iterations={warmup}" in settings  # the family's optim keys reach the run
     assert "model.teacher_model=runs/toycity/teachers/deeplabv3_small/seed0/model" in settings
 
 

@@ -264,7 +264,8 @@ def _loop(run: _Run, parts: StepParts, progress: _Progress) -> None:
             epoch, batch_in_epoch = divmod(progress.iteration, run.batches_per_epoch)
             run.sampler.set_position(epoch, batch_in_epoch * run.per_rank_batch)
             for images, labels in run.loader:
-                lr = poly_lr(run.base_lr, progress.iteration, tc.iterations, tc.poly_power)
+                lr = poly_lr(run.base_lr, progress.iteration, tc.iterations, tc.poly_power,
+                             tc.warmup_iterations)
                 set_lr(run.optimizer, lr)
                 terms = train_step(parts, images.to(device, non_blocking=True),
                                    labels.to(device, non_blocking=True))

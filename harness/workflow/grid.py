@@ -43,6 +43,7 @@ OPTIM_KEYS = {
     "lr_reference_batch": "train.lr_reference_batch",
     "weight_decay": "train.weight_decay",
     "momentum": "train.momentum",
+    "warmup_iterations": "train.warmup_iterations",
 }
 
 
