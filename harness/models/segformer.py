@@ -57,7 +57,7 @@ class SegFormer(SegModel):
     """
 
     def __init__(self, name: str, encoder: MixVisionTransformerEncoder, num_classes: int,
-                 decoder_channels: int) -> None:
+                 decoder_channels: int, stage_strides: tuple[int, ...] = _MIT_STRIDES) -> None:
         super().__init__()
         self.encoder = encoder
         # smp's out_channels are [3, 0, c1, c2, c3, c4]; the decoder drops the dummy itself.
@@ -70,7 +70,7 @@ class SegFormer(SegModel):
             family="transformer",
             num_classes=num_classes,
             stage_channels=tuple(encoder.out_channels[2:]),
-            stage_strides=_MIT_STRIDES,
+            stage_strides=stage_strides,
             decoder_channels=decoder_channels,
             logits_stride=4,
             has_aux=False,
@@ -99,6 +99,14 @@ def mit_encoder(smp_name: str | None = None, **overrides) -> MixVisionTransforme
     return MixVisionTransformerEncoder(depth=5, **params)
 
 
+def keep_resolution(encoder: MixVisionTransformerEncoder, stages: tuple[int, ...]) -> None:
+    """Give the patch embedding of each 1-based MiT ``stages`` stride 1 instead of 2, so those
+    stages keep the previous stage's grid (3x3 kernel, padding 1: the grid size is unchanged).
+    The attention's spatial reduction (``sr_ratios``) is untouched."""
+    for stage in stages:
+        getattr(encoder, f"patch_embed{stage}").proj.stride = (1, 1)
+
+
 @MODELS.register("segformer_b0")
 def segformer_b0(num_classes: int) -> SegFormer:
     """SegFormer-B0 (student): MiT-B0, E=256; ~3.8M params."""
@@ -119,9 +127,12 @@ def segformer_b4(num_classes: int) -> SegFormer:
 
 @MODELS.register("segformer_tiny")
 def segformer_tiny(num_classes: int) -> SegFormer:
-    """Demo transformer student: MiT with dims 16-32-64-128, 1 block per stage, E=32."""
+    """Demo transformer student: MiT with dims 16-32-64-128, 1 block per stage, E=32; the last
+    stage keeps stride 16 (strides 4, 8, 16, 16), so at the demo's 64x128 crop its last stage is
+    a 4x8 grid (2x4 at stride 32) for the methods that distil stage features."""
     encoder = mit_encoder(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4])
-    return SegFormer("segformer_tiny", encoder, num_classes, 32)
+    keep_resolution(encoder, (4,))
+    return SegFormer("segformer_tiny", encoder, num_classes, 32, stage_strides=(4, 8, 16, 16))
 
 
 @MODELS.register("segformer_small")
