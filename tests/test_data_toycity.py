@@ -11,12 +11,15 @@ from PIL import Image
 from harness.cli import main as cli_main
 from harness.data import build_dataset, check_dataset, prepare_dataset
 from harness.data.toycity import (
+    CANVAS_HEIGHT,
     CLASS_NAMES,
+    MANIFEST,
     ToyCity,
     ToyCityParams,
     generate,
     image_rng,
     nearest_colour_miou,
+    render_pair,
     render_scene,
 )
 from harness.errors import DataError
@@ -26,7 +29,7 @@ TINY = ToyCityParams(seed=0, num_train=4, num_val=2, height=32, width=64)
 
 @pytest.fixture(scope="module")
 def medium(tmp_path_factory):
-    """Default resolution (128 x 256), 40 train + 12 val images."""
+    """Default resolution (64 x 128), 40 train + 12 val images."""
     root = tmp_path_factory.mktemp("toycity") / "toy"
     return generate(root, ToyCityParams(seed=0, num_train=40, num_val=12))
 
@@ -70,17 +73,35 @@ def test_classes_and_label_values(medium):
     assert present == set(range(10)) | {255}  # every class appears, nothing else but ignore
     fraction = counts / counts.sum()
     assert 0.005 < fraction[255] < 0.08  # a small amount of ignore
-    assert fraction[6] < 0.03 and fraction[7] < 0.03  # poles and signs are small/thin
+    # every class is frequent enough to be learned by the demo models; the small ones stay small
+    assert fraction[:10].min() > 0.015
+    assert max(fraction[6], fraction[7], fraction[8]) < 0.06  # pole, sign, person
 
 
-def test_thin_poles_exist():
-    # some pole columns are 1 px wide: a pole pixel with non-pole left and right neighbours
-    widths_one = 0
+def test_poles_are_narrow():
+    """At the default 64 x 128 most horizontal runs of pole pixels are 3-4 px: thinner than one
+    cell of the CNNs' output stride 8."""
+    widths = []
     for index in range(10):
-        _, label = render_scene(image_rng(0, "train", index), 128, 256)
-        pole = label == 6
-        widths_one += int((pole[:, 1:-1] & ~pole[:, :-2] & ~pole[:, 2:]).sum())
-    assert widths_one > 50
+        _, label = render_pair(image_rng(0, "train", index), 64, 128)
+        for row in label == 6:
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+            widths += (edges[1::2] - edges[::2]).tolist()
+    widths = np.array(widths)
+    assert len(widths) > 100 and np.mean(widths <= 4) > 0.8 and np.mean((widths >= 3) & (widths <= 4)) > 0.6
+
+
+def test_render_pair_draws_on_the_canvas_then_resizes():
+    canvas = render_scene(image_rng(0, "train", 3), CANVAS_HEIGHT, 2 * CANVAS_HEIGHT)
+    same = render_pair(image_rng(0, "train", 3), CANVAS_HEIGHT, 2 * CANVAS_HEIGHT)
+    assert all(np.array_equal(a, b) for a, b in zip(canvas, same))  # the canvas size: no resize
+    image, label = render_pair(image_rng(0, "train", 3), CANVAS_HEIGHT // 2, CANVAS_HEIGHT)
+    assert image.shape == (CANVAS_HEIGHT // 2, CANVAS_HEIGHT, 3) and label.shape == image.shape[:2]
+    # labels: nearest neighbour of a 2x reduction = every second canvas pixel (PIL takes (1, 1))
+    assert np.array_equal(label, canvas[1][1::2, 1::2])
+    # image: area averaging = the mean of each 2 x 2 block, up to rounding to uint8
+    blocks = canvas[0].astype(float).reshape(CANVAS_HEIGHT // 2, 2, CANVAS_HEIGHT, 2, 3).mean((1, 3))
+    assert np.abs(blocks - image).max() <= 1.0
 
 
 def test_shared_textures_differ_only_by_context(medium):
@@ -100,7 +121,7 @@ def test_shared_textures_differ_only_by_context(medium):
 
 def test_nearest_colour_classifier_scores_low(medium):
     miou = nearest_colour_miou(medium)
-    # measured 17.2 % on the default 400/100 dataset; a model must use texture, shape and context
+    # measured 16.7 % on the default 400/500 dataset; a model must use texture, shape and context
     assert 5 < miou < 35
 
 
@@ -108,7 +129,8 @@ def test_generation_speed_default_resolution(tmp_path):
     start = time.process_time()
     generate(tmp_path / "speed", ToyCityParams(seed=0, num_train=20, num_val=5))
     per_image = (time.process_time() - start) / 25
-    assert per_image * 500 < 20.0  # the default 400 + 100 images in < 20 s of one core
+    defaults = ToyCityParams()
+    assert per_image * (defaults.num_train + defaults.num_val) < 30.0  # the default set, one core
 
 
 def test_existing_folder_rules(tmp_path):
@@ -124,6 +146,10 @@ def test_existing_folder_rules(tmp_path):
         generate(other, TINY)
     with pytest.raises(DataError, match="at least 32 x 64"):
         generate(tmp_path / "small", ToyCityParams(height=8, width=8))
+    manifest = json.loads((root / MANIFEST).read_text())
+    (root / MANIFEST).write_text(json.dumps({**manifest, "version": manifest["version"] - 1}))
+    with pytest.raises(DataError, match="drawn by generator version"):
+        generate(root)  # an older generator's folder is refused, not reused
     assert not list(tmp_path.glob(".*.tmp"))  # no temp folders left behind
 
 
