@@ -72,7 +72,8 @@ def test_shapes_and_strides_match_info(name, built, outputs):
     for feat, ch, stride in zip(out.features, info.stage_channels, info.stage_strides):
         assert feat.shape == (2, ch, H // stride, W // stride)
     if info.family == "cnn":
-        assert s == 8 and info.stage_strides == (4, 8, 8, 8)
+        # deeplabv3_small's DeepLabV3+ decoder reads stage 1: logits at stride 4
+        assert s == (4 if name == "deeplabv3_small" else 8) and info.stage_strides == (4, 8, 8, 8)
     else:
         assert info.family == "transformer"
         # segformer_tiny's last patch embedding keeps stride 16 (a 4x8 last stage at 64x128)
@@ -104,6 +105,15 @@ def deeplab_head_params(c_in: int, width: int, k: int = K) -> int:
     weights without bias, 2 BN parameters per channel (harness/models/heads.py)."""
     aspp = 2 * (c_in * width + 2 * width) + 3 * (9 * c_in * width + 2 * width) + 5 * width * width + 2 * width
     return aspp + 9 * width * width + 2 * width + width * k + k
+
+
+def test_deeplabv3_small_head_is_deeplabv3_plus(built):
+    # ASPP on stage 4 (128 ch) + 1x1 reduction of stage 1 (16 -> 16) + 3x3 fuse (64 + 16 -> 64)
+    aspp = 2 * (128 * 64 + 2 * 64) + 3 * (9 * 128 * 64 + 2 * 64) + 5 * 64 * 64 + 2 * 64
+    expect = aspp + (16 * 16 + 2 * 16) + 9 * 80 * 64 + 2 * 64 + 64 * K + K
+    head = built["deeplabv3_small"].head
+    assert count_parameters(head) == expect
+    assert built["deeplabv3_small"].encoder.feature_info.channels() == [16, 32, 64, 128]
 
 
 @pytest.mark.parametrize("wide, base, c_in, width", [

@@ -68,6 +68,30 @@ class DeepLabHead(nn.Module):
         return self.classifier(feature), feature
 
 
+class DeepLabPlusHead(nn.Module):
+    """DeepLabV3+ decoder (Chen et al., ECCV 2018): the ASPP output of the last stage, upsampled
+    to stage 1 (stride 4) and concatenated with stage 1 reduced by a 1x1 conv-BN-ReLU, then a 3x3
+    conv-BN-ReLU, dropout 0.1 and a 1x1 classifier. Logits at stride 4 instead of 8.
+
+    (B, C_in, h, w), stage 1 (B, C_low, 2h, 2w) -> logits (B, K, 2h, 2w), decoder_feature
+    (B, C_aspp, 2h, 2w)
+    """
+
+    def __init__(self, in_channels: int, low_channels: int, num_classes: int, channels: int,
+                 rates: tuple[int, int, int], low_width: int) -> None:
+        super().__init__()
+        self.aspp = ASPP(in_channels, channels, rates)
+        self.reduce = conv_bn_relu(low_channels, low_width, 1)
+        self.block = conv_bn_relu(channels + low_width, channels, 3)
+        self.dropout = nn.Dropout(0.1)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        high = F.interpolate(self.aspp(x), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        feature = self.dropout(self.block(torch.cat([high, self.reduce(low)], dim=1)))
+        return self.classifier(feature), feature
+
+
 class PyramidPooling(nn.Module):
     """PSP module: average-pool to 1/2/3/6 bins, 1x1 conv to C_in/4 each, upsample, concat with the
     input (CIRKD ``_PyramidPooling``).  (B, C, h, w) -> (B, 2C, h, w)
