@@ -99,7 +99,7 @@ def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
     result = snakemake("-n", "-p", "--forceall", "--config", "scale=smoke", "seeds=2", "gpus_per_job=2")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    assert "train.iterations=4 " in out and "train.iterations=300" not in out
+    assert "train.iterations=4 " in out and "train.iterations=500" not in out
     assert "data.max_val_images=2" in out and "--out runs/smoke/toycity/" in out
     assert "train.eval_every=2" in out  # halfway and at the end
     assert "results/smoke/table_toycity.csv" in out
