@@ -91,8 +91,8 @@ def test_default_target_is_the_builtin_dataset_grid() -> None:
     expected = expected_jobs("toycity") | {"prepare_data": 1, "all": 1}
     assert stats == expected
     # 2 teachers (CNN + Transformer), 2 heterogeneous pairs + 1 homogeneous, 5 ablation presets,
-    # 2 x 2 lambdas, 4 readings on the 2 heterogeneous pairs
-    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4 + 2 * 4
+    # 2 x 2 lambdas, 3 readings on the 2 heterogeneous pairs
+    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4 + 2 * 3
 
 
 def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:

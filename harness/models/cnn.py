@@ -21,9 +21,10 @@ README):
 
 Demo models (fast on CPU for the built-in dataset, batch 8 at 64x128, fp32, 1 thread; their
 times are in the README): ``deeplabv3_tiny`` (student) and ``deeplabv3_small``
-(teacher) are BasicBlock ResNets with reduced width/depth, OS8, small ASPP, aux head; the teacher's
-head is DeepLabV3+'s (logits at stride 4, see ``deeplabv3_small``). Their ASPP rates (2, 4, 6) are the paper's (12, 24, 36) rescaled to the 8x16 stride-8 map of a 64x128 image
-(the paper's rates on a 64x128 map at 512x1024 are ~1/5 to 1/2 of the map height).
+(teacher) are BasicBlock ResNets with reduced width/depth, OS8, small ASPP, aux head; the
+teacher's head is DeepLabV3+'s (logits at stride 4, see ``deeplabv3_small``). Their ASPP rates
+(2, 4, 6) are the paper's (12, 24, 36) rescaled to the 8x16 stride-8 map of a 64x128 image (the
+paper's rates on a 64x128 map at 512x1024 are ~1/5 to 1/2 of the map height).
 """
 from __future__ import annotations
 
