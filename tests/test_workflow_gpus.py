@@ -89,7 +89,7 @@ def test_bad_gpus_key_is_one_error_naming_it(spec, message) -> None:
 
 def test_scheduler_limit_and_job_size() -> None:
     assert gpus.scheduler_limit(["0", "1", "2"]) == 3
-    assert gpus.scheduler_limit([]) == 1  # a CPU box: one GPU-sized job at a time, as before slots
+    assert gpus.scheduler_limit([]) is None  # a CPU box: --cores / threads decide
     assert gpus.scheduler_limit(None) is None
     gpus.check_job_size(["0", "1"], 2)
     gpus.check_job_size([], 4)  # no slots: nothing to check

@@ -125,12 +125,12 @@ def resolve_devices(spec: Any, available: Sequence[str] | None = None) -> list[s
 
 
 def scheduler_limit(pool: list[str] | None) -> int | None:
-    """The Snakemake ``gpu`` resource the pool allows at once: one unit per device; 1 without
-    devices (GPU-sized jobs run one at a time on a CPU box); ``None`` (no local limit) when a
-    cluster assigns devices."""
-    if pool is None:
+    """The Snakemake ``gpu`` resource the pool allows at once: one unit per device; ``None`` (no
+    limit from devices) on a CPU box, where ``--cores`` and each job's ``threads`` decide how many
+    run at once, and when a cluster assigns devices."""
+    if not pool:
         return None
-    return max(len(pool), 1)
+    return len(pool)
 
 
 def check_job_size(pool: list[str] | None, per_job: int) -> None:

@@ -26,7 +26,8 @@ LAUNCH = "python" if GPUS == 1 else f"torchrun --standalone --nproc_per_node={GP
 
 # GPU slots (harness/workflow/gpus.py): the devices of this machine the jobs share (config key
 # `gpus`). Snakemake's `gpu` resource counts devices: every GPU rule asks for the devices it
-# uses, and the limit is the number of slots (1 without any), unless the command line sets one.
+# uses, and the limit is the number of slots (none on a CPU box, where --cores and threads
+# decide), unless the command line sets one.
 DEVICES = S.resolve_devices(config["gpus"])
 S.check_job_size(DEVICES, GPUS)
 if "gpu" not in workflow.global_resources and S.scheduler_limit(DEVICES) is not None:
