@@ -484,16 +484,21 @@ def _register_readings(sub: argparse._SubParsersAction) -> None:
     claims.set_defaults(func=_cmd_claims)
 
 
+def _image_arguments(parser: argparse.ArgumentParser, dataset_help: str, images: int) -> None:
+    """The dataset, root, split and image count of a figure drawn on a split's first images."""
+    parser.add_argument("--dataset", required=True, help=dataset_help)
+    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--split", default="val", help="split the images come from")
+    parser.add_argument("--images", type=int, default=images, help="the first N images of the split")
+
+
 def _register_figures(sub: argparse._SubParsersAction) -> None:
     cka = sub.add_parser("cka", help="linear CKA of teacher/student features, stage x stage (+ figure)",
                          epilog=EXAMPLES["cka"])
     cka.add_argument("--pair", action="append", required=True, metavar="TEACHER_MODEL:STUDENT_MODEL[:KIND]",
                      help="two run or saved-model folders (repeatable); KIND defaults to heterogeneous "
                      "when the families differ, else homogeneous")
-    cka.add_argument("--dataset", required=True, help="dataset name, e.g. toycity")
-    cka.add_argument("--root", required=True, help="dataset root folder")
-    cka.add_argument("--split", default="val", help="split the images come from")
-    cka.add_argument("--images", type=int, default=8, help="the first N images of the split")
+    _image_arguments(cka, "dataset name, e.g. toycity", images=8)
     cka.add_argument("--out", required=True, help="PNG path; the CSV is written beside it")
     cka.set_defaults(func=_cmd_cka)
 
@@ -502,10 +507,7 @@ def _register_figures(sub: argparse._SubParsersAction) -> None:
     qual.add_argument("--model", action="append", required=True, metavar="[LABEL=]FOLDER",
                       help="a run or saved-model folder (repeatable, in column order); LABEL "
                       "defaults to a run's method and seed, or the folder's name")
-    qual.add_argument("--dataset", required=True, help="dataset name (its palette and class names)")
-    qual.add_argument("--root", required=True, help="dataset root folder")
-    qual.add_argument("--split", default="val", help="split the images come from")
-    qual.add_argument("--images", type=int, default=4, help="the first N images of the split")
+    _image_arguments(qual, "dataset name (its palette and class names)", images=4)
     qual.add_argument("--out", required=True, help="PNG path")
     qual.set_defaults(func=_cmd_qualitative)
 

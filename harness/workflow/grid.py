@@ -536,15 +536,21 @@ def _grid_method(plan: DatasetPlan, key: str) -> Variant:
     return plan.main[method]
 
 
+def _select_pairs(plan: DatasetPlan, selection: Any, block: str) -> list[Pair]:
+    """A block's ``pairs``: "heterogeneous" (every heterogeneous pair) or a list of pairs."""
+    if selection == "heterogeneous":
+        pairs = [p for p in plan.pairs if p.kind == "heterogeneous"]
+    else:
+        pairs = [_find_pair(plan, s, f"{block}.pairs") for s in selection]
+    if not pairs:
+        raise ConfigError(f"datasets.{plan.name}.{block} selects no pair; list pairs or add a "
+                          "heterogeneous pair")
+    return pairs
+
+
 def _plan_ablation(plan: DatasetPlan) -> None:
     ablation, base = plan.cfg["ablation"], _grid_method(plan, "ablation")
-    if ablation["pairs"] == "heterogeneous":
-        plan.ablation_pairs = [p for p in plan.pairs if p.kind == "heterogeneous"]
-    else:
-        plan.ablation_pairs = [_find_pair(plan, s, "ablation.pairs") for s in ablation["pairs"]]
-    if not plan.ablation_pairs:
-        raise ConfigError(f"datasets.{plan.name}.ablation selects no pair; list pairs or add a "
-                          "heterogeneous pair")
+    plan.ablation_pairs = _select_pairs(plan, ablation["pairs"], "ablation")
     plan.ablation = {p: _variant(base.method, p, base.options_dict, base) for p in ablation["presets"]}
 
 
@@ -571,13 +577,7 @@ def _plan_readings(plan: DatasetPlan) -> None:
     if spec["reference"] not in plan.main or spec["reference"] == "baseline":
         raise ConfigError(f"datasets.{plan.name}.readings.reference {spec['reference']!r} is not "
                           f"a distillation method of datasets.{plan.name}.methods; add it there")
-    if spec["pairs"] == "heterogeneous":
-        plan.readings_pairs = [p for p in plan.pairs if p.kind == "heterogeneous"]
-    else:
-        plan.readings_pairs = [_find_pair(plan, s, "readings.pairs") for s in spec["pairs"]]
-    if not plan.readings_pairs:
-        raise ConfigError(f"datasets.{plan.name}.readings selects no pair; list pairs or add a "
-                          "heterogeneous pair")
+    plan.readings_pairs = _select_pairs(plan, spec["pairs"], "readings")
     seen: set[str] = set()
     for overrides in [{}, *spec["options"]]:
         variant = _variant(base.method, base.preset, {**base.options_dict, **overrides}, base)
