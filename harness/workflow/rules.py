@@ -35,16 +35,17 @@ def figure_models(plan: DatasetPlan, pair: Pair) -> tuple[str, str]:
     return plan.teacher_model(pair.teacher), f"{plan.student_dir(pair.student, plan.seeds[0])}/model"
 
 
-def cka_pairs(plan: DatasetPlan) -> list[tuple[Pair, str, str, int]]:
-    """(pair, teacher model, baseline student model, seed) for every pair and student seed: the
-    CKA figure averages over seeds, and the claims pair its per-seed gap."""
-    return [(pair, plan.teacher_model(pair.teacher), f"{plan.student_dir(pair.student, seed)}/model",
-             seed) for pair in plan.pairs for seed in plan.seeds]
+def cka_pairs(plan: DatasetPlan) -> list[tuple[Pair, str, str]]:
+    """(pair, teacher model, baseline student model) for every pair and student seed: the CKA
+    figure averages over seeds, and the claims pair its per-seed gap (the seed is read from the
+    student model's config)."""
+    return [(pair, plan.teacher_model(pair.teacher), f"{plan.student_dir(pair.student, seed)}/model")
+            for pair in plan.pairs for seed in plan.seeds]
 
 
 def cka_models(plan: DatasetPlan) -> list[str]:
     """Every model folder the CKA figure reads, each once."""
-    return list(dict.fromkeys(m for _, teacher, student, _ in cka_pairs(plan)
+    return list(dict.fromkeys(m for _, teacher, student in cka_pairs(plan)
                               for m in (teacher, student)))
 
 
@@ -174,7 +175,7 @@ def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["report", "cka", *_split(plan), "--images", str(plan.scale.images(plan.cfg["cka"]["images"]))]
-    for pair, teacher, student, _ in cka_pairs(plan):
+    for pair, teacher, student in cka_pairs(plan):
         args += ["--pair", f"{teacher}:{student}:{pair.kind}"]
     return args
 
