@@ -89,6 +89,11 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     max_val_images: int | None = None  # evaluate on the first N val images (smoke runs)
+    # val images (and labels) shrunk to fit (H, W) before evaluation (smoke runs; docs/protocol.md)
+    val_max_size: tuple[int, int] | None = None
+    # images per evaluation forward: consecutive val images of one size are stacked up to this
+    # many (the scores do not change; docs/protocol.md §Evaluation batch)
+    val_batch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,9 @@ def validate_values(config: RunConfig) -> None:
                                        f"{', '.join(sorted(PROTOCOLS))}"),
         (config.data.batch_size > 0, "data.batch_size must be > 0"),
         (min(config.data.crop) > 0, "data.crop must be positive"),
+        (config.data.val_max_size is None or min(config.data.val_max_size) > 0,
+         "data.val_max_size must be positive"),
+        (config.data.val_batch_size > 0, "data.val_batch_size must be > 0"),
         (0 < config.data.scale_range[0] <= config.data.scale_range[1],
          "data.scale_range must be 0 < low <= high"),
     ]

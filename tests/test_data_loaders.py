@@ -123,3 +123,35 @@ def test_unknown_split_lists_valid_ones(tmp_path, name):
 
     with pytest.raises(DataError, match="valid splits"):
         build_dataset(name, tmp_path, "nosuchsplit", train=False)
+
+
+def test_a_small_split_is_decoded_once_and_its_items_stay_as_read(toy_root, monkeypatch):
+    """toycity fits the cache: a second read of a pair opens no file, and neither training
+    transforms nor callers change what the cache holds; a split over the limit is never kept."""
+    from harness.data import build_dataset, files
+
+    data = build_dataset("toycity", toy_root, "train", train=True, crop=(16, 32))
+    reads = []
+    real = files.PairedDataset.load_pair.__func__
+
+    def counted(cls, image_path, label_path):
+        reads.append(image_path)
+        return real(cls, image_path, label_path)
+
+    monkeypatch.setattr(files.PairedDataset, "load_pair", classmethod(counted))
+    torch.manual_seed(0)
+    for _ in range(5):
+        for index in range(len(data)):
+            image, label = data[index]
+            image.mul_(0)  # a caller writing into an item must not reach the cache
+            label.fill_(0)
+    assert len(reads) == 16
+    for index, (image_path, label_path) in enumerate(data.pairs):
+        cached_image, cached_label = data.decoded(index)
+        fresh_image, fresh_label = real(type(data), image_path, label_path)
+        assert np.array_equal(cached_image, fresh_image) and np.array_equal(cached_label, fresh_label)
+    monkeypatch.setattr(files, "CACHE_BYTES", 10)
+    big = build_dataset("toycity", toy_root, "train", train=True, crop=(16, 32))
+    reads.clear()
+    big[0], big[0]
+    assert len(reads) == 2

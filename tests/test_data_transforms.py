@@ -103,3 +103,17 @@ def test_eval_transform_is_whole_image():
     img, lab = eval_transform()(image, label)
     assert img.shape == (3, 13, 29) and torch.equal(lab, torch.from_numpy(label).long())
     assert torch.allclose(denormalise(img) * 255, torch.from_numpy(image).permute(2, 0, 1).float(), atol=1e-3)
+
+
+def test_eval_transform_shrinks_to_fit_and_never_enlarges():
+    image, label = coded_pair(h=40, w=64)
+    img, lab = eval_transform(max_size=(16, 16))(image, label)
+    assert img.shape == (3, 10, 16) and lab.shape == (10, 16)  # one factor: 16/64 = 0.25
+    assert set(lab.unique().tolist()) <= set(np.unique(label).tolist())  # nearest: no new values
+    # a mask value sits where the label had it: the nearest source pixel of (i, j) is (4i+k, 4j+k)
+    hits = [(lab[i, j] == torch.from_numpy(label[4 * i:4 * i + 4, 4 * j:4 * j + 4]).long()).any()
+            for i in range(10) for j in range(16)]
+    assert all(hits)
+    small, small_label = eval_transform(max_size=(64, 128))(image, label)
+    whole, whole_label = eval_transform()(image, label)
+    assert torch.equal(small, whole) and torch.equal(small_label, whole_label)  # fits: untouched

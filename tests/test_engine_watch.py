@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.engine.evaluate import evaluate
+from harness.engine.evaluate import evaluate, same_size_batches
 from harness.engine.watch import RunMonitor, csv_text, duration
 from harness.models import build_model
 
@@ -30,6 +30,50 @@ def test_evaluation_does_not_advance_the_global_rng() -> None:
     before = torch.get_rng_state()
     evaluate(model, _Images(), num_classes=3)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+class _Sizes(torch.utils.data.Dataset):
+    """Five images of two sizes (4x8 twice, 6x8, 4x8 twice): random pixels and labels."""
+
+    num_classes = 4
+    shapes = [(4, 8), (4, 8), (6, 8), (4, 8), (4, 8)]
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __getitem__(self, index: int):
+        generator = torch.Generator().manual_seed(index)
+        height, width = self.shapes[index]
+        return (torch.randn(3, height, width, generator=generator),
+                torch.randint(0, 4, (height, width), generator=generator))
+
+
+def test_same_size_batches_stack_runs_of_one_size_up_to_the_batch() -> None:
+    shapes = [tuple(images.shape) for images, _ in same_size_batches(iter(_Sizes()), 3)]
+    assert shapes == [(2, 3, 4, 8), (1, 3, 6, 8), (2, 3, 4, 8)]
+    shapes = [tuple(images.shape[:1]) for images, _ in same_size_batches(iter([_Sizes()[0]] * 7), 3)]
+    assert shapes == [(3,), (3,), (1,)]
+
+
+def test_batched_evaluation_counts_the_same_pixels_as_batch_one() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 4, 1)  # per pixel: batching cannot change a prediction
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = model
+
+        def forward(self, images):
+            return type("Out", (), {"logits": self.conv(images)})()
+
+    one = evaluate(Wrapped(), _Sizes(), num_classes=4)
+    four = evaluate(Wrapped(), _Sizes(), num_classes=4, batch_size=4)
+    assert one == four and one["images"] == 5
+    # the scores come from every pixel: 3 x 32 + 48 of them
+    predictions = torch.cat([model(x[None]).argmax(1).flatten() for x, _ in _Sizes()])
+    labels = torch.cat([y.flatten() for _, y in _Sizes()])
+    assert one["pixel_accuracy"] == pytest.approx(100.0 * float((predictions == labels).double().mean()))
 
 
 def _row(iteration: int) -> dict:

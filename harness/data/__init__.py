@@ -39,15 +39,18 @@ def build_dataset(
     scale_range: tuple[float, float] = (0.5, 2.0),
     flip: bool = True,
     max_images: int | None = None,
+    max_size: tuple[int, int] | None = None,
 ) -> SegDataset:
     """One split of dataset ``name`` under ``root``.
 
     ``train=True``: random scale / pad / crop (H, W) / flip + normalisation, items (3, *crop).
-    ``train=False``: whole image, normalisation only. ``toycity`` is generated on first use.
+    ``train=False``: whole image, normalisation only (shrunk to fit ``max_size`` (H, W) when
+    given: smoke runs). ``toycity`` is generated on first use.
     """
     cls = dataset_class(name)
     cls.ensure(Path(root))
-    transform = train_transform(tuple(crop), tuple(scale_range), flip) if train else eval_transform()
+    transform = (train_transform(tuple(crop), tuple(scale_range), flip) if train
+                 else eval_transform(None if max_size is None else tuple(max_size)))
     return cls(root, split, transform=transform, max_images=max_images)
 
 

@@ -3,7 +3,9 @@
 Training (docs/protocol.md §Reference protocol): random scale in ``scale_range`` (image
 bilinear, mask nearest — v2 resizes a ``tv_tensors.Mask`` with nearest neighbour), normalise,
 pad bottom/right up to the crop (image 0 *after* normalisation, i.e. the mean colour; mask
-255 = ignore), random crop, horizontal flip. Evaluation: the whole image, normalise only.
+255 = ignore), random crop, horizontal flip. Evaluation: the whole image, normalise only; with
+``max_size`` (smoke runs, docs/protocol.md §Smoke scale) image and mask are first shrunk to fit
+that size, keeping their aspect ratio.
 
 Normalisation: the references subtract BGR means; our encoders are timm/smp ImageNet models, so
 we use their RGB mean/std (recorded in :data:`NORMALIZATION`, which runs record).
@@ -45,6 +47,24 @@ class RandomScale(v2.Transform):
         return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resize, inpt, params["size"], antialias=True)
+
+
+class FitWithin(v2.Transform):
+    """Shrink image and mask by one factor so they fit ``size`` (H, W); never enlarge."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        factor = min(1.0, self.size[0] / height, self.size[1] / width)
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if list(params["size"]) == list(v2.query_size([inpt])):
+            return inpt
         return self._call_kernel(F.resize, inpt, params["size"], antialias=True)
 
 
@@ -101,9 +121,10 @@ def train_transform(
     return JointTransform(v2.Compose(steps))
 
 
-def eval_transform() -> JointTransform:
-    """Whole image, normalise only."""
-    return JointTransform(v2.Compose(_to_normalised_float()))
+def eval_transform(max_size: tuple[int, int] | None = None) -> JointTransform:
+    """Whole image, normalise only; with ``max_size`` (H, W), first shrunk to fit it."""
+    fit: list[v2.Transform] = [] if max_size is None else [FitWithin(max_size)]
+    return JointTransform(v2.Compose([*fit, *_to_normalised_float()]))
 
 
 def denormalise(image: torch.Tensor) -> torch.Tensor:

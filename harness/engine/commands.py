@@ -47,6 +47,12 @@ config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
     evaluate.add_argument("--root", required=True, help="dataset root folder")
     evaluate.add_argument("--split", default="val", help="split to evaluate")
     evaluate.add_argument("--max-images", type=int, default=None, help="evaluate the first N images")
+    evaluate.add_argument("--max-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                          help="shrink images and labels to fit H x W first (smoke runs; "
+                          "default: whole images)")
+    evaluate.add_argument("--batch", type=int, default=1,
+                          help="images per forward; consecutive images of one size are stacked "
+                          "(the same scores)")
     evaluate.add_argument("--out", required=True, help="JSON file for the scores")
     evaluate.set_defaults(func=run_eval)
 
@@ -80,6 +86,10 @@ def run_eval(args: argparse.Namespace) -> int:
     check_writable_dir(out.parent)
     if args.max_images is not None and args.max_images < 1:
         raise UserError(f"--max-images must be >= 1, got {args.max_images}")
+    if args.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {args.batch}")
+    if args.max_size is not None and min(args.max_size) < 1:
+        raise UserError(f"--max-size must be two positive integers, got {args.max_size}")
     try:
         dataset_cls = DATASETS.get(args.dataset)
     except UnknownNameError as err:
@@ -88,7 +98,8 @@ def run_eval(args: argparse.Namespace) -> int:
     folder = resolve_teacher_folder(args.model)
     model, meta = load_model(folder, expect_num_classes=dataset_cls.num_classes,
                              expect_dataset=args.dataset)
-    dataset = build_dataset(args.dataset, args.root, args.split, train=False, max_images=args.max_images)
+    dataset = build_dataset(args.dataset, args.root, args.split, train=False, max_images=args.max_images,
+                            max_size=args.max_size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = Precision.resolve("auto", "auto", device)  # the training defaults
     # the model's own protocol (a run's model folder records it), else the default protocol
@@ -97,7 +108,7 @@ def run_eval(args: argparse.Namespace) -> int:
         protocol = current_value("protocol", meta.get("protocol"))
         align = PROTOCOLS.get(protocol, PROTOCOLS[RunConfig.protocol])["align_corners"]
     scores = evaluate(precision.prepare(model.to(device)), dataset, device=device,
-                      precision=precision, align_corners=align)
+                      precision=precision, align_corners=align, batch_size=args.batch)
     result = {
         **scores,
         "model": meta["name"], "model_path": str(folder),

@@ -1,11 +1,13 @@
 """Evaluation: whole image, single scale, logits upsampled to the label size, and one
 dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy
-(docs/protocol.md §Reference protocol)."""
+(docs/protocol.md §Reference protocol). Images go through the model one at a time, or up to
+``batch_size`` consecutive images of one size at once (the same scores; docs/protocol.md
+§Evaluation batch)."""
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,13 +68,30 @@ def predict_logits(model: nn.Module, images: torch.Tensor, size: tuple[int, int]
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=align_corners)
 
 
+def same_size_batches(items: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                      batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Stack runs of up to ``batch_size`` consecutive (image, labels) items of one size."""
+    images: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    for image, label in items:
+        if images and (len(images) == batch_size or image.shape != images[0].shape
+                       or label.shape != labels[0].shape):
+            yield torch.stack(images), torch.stack(labels)
+            images, labels = [], []
+        images.append(image)
+        labels.append(label)
+    if images:
+        yield torch.stack(images), torch.stack(labels)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = None,
              class_names: Sequence[str] | None = None, device: torch.device | str = "cpu",
              precision: Precision | None = None, max_images: int | None = None,
-             rank: int = 0, world_size: int = 1, align_corners: bool = False) -> dict:
-    """Evaluate ``model`` on ``dataset`` (items: image (3, H, W), labels (H, W)), batch 1, under
-    ``precision`` (default: float32, contiguous).
+             rank: int = 0, world_size: int = 1, align_corners: bool = False,
+             batch_size: int = 1) -> dict:
+    """Evaluate ``model`` on ``dataset`` (items: image (3, H, W), labels (H, W)) under
+    ``precision`` (default: float32, contiguous), up to ``batch_size`` same-size images at once.
 
     Under DDP each rank takes every ``world_size``-th image and the confusion matrices are
     summed across ranks, so every rank returns the same dataset-level scores.
@@ -83,16 +102,17 @@ def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int | None = No
     class_names = class_names or getattr(dataset, "class_names", None)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     shard = Subset(dataset, range(rank, count, world_size))
-    # batch 1: whole images of a real dataset differ in size. Its own generator: a DataLoader
-    # draws a base seed when iterated, which must not advance the training run's global RNG
-    # (an evaluation every N iterations leaves the training identical).
-    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=0, generator=torch.Generator())
+    # items one by one (whole images of a real dataset differ in size), stacked while their size
+    # repeats. Its own generator: a DataLoader draws a base seed when iterated, which must not
+    # advance the training run's global RNG (an evaluation every N iterations leaves the
+    # training identical).
+    loader = DataLoader(shard, batch_size=None, shuffle=False, num_workers=0, generator=torch.Generator())
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     precision = precision or Precision(amp=False, channels_last=False)
     try:
-        for images, labels in loader:
+        for images, labels in same_size_batches(loader, batch_size):
             images = precision.images(images.to(device, non_blocking=True))
             labels = labels.to(device, non_blocking=True)
             with precision.autocast(device):

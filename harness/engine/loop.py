@@ -322,7 +322,8 @@ def _evaluate(run: _Run) -> dict:
     inputs, ctx = run.inputs, run.ctx
     return evaluate(run.student, inputs.val_set, num_classes=inputs.num_classes,
                     class_names=inputs.class_names, device=ctx.device, precision=run.precision,
-                    rank=ctx.rank, world_size=ctx.world_size, align_corners=run.align_corners)
+                    rank=ctx.rank, world_size=ctx.world_size, align_corners=run.align_corners,
+                    batch_size=run.config.data.val_batch_size)
 
 
 def _update_best(progress: _Progress, scores: dict) -> None:

@@ -142,7 +142,7 @@ def prepare_run(config: RunConfig, out_dir: Path, world_size: int = 1,
     train_set = build_dataset(data.name, data.root, data.train_split, train=True, crop=tuple(data.crop),
                               scale_range=tuple(data.scale_range), flip=data.flip)
     val_set = build_dataset(data.name, data.root, data.val_split, train=False,
-                            max_images=data.max_val_images)
+                            max_images=data.max_val_images, max_size=data.val_max_size)
     per_rank = data.batch_size // world_size
     if len(train_set) // world_size < per_rank:
         raise ConfigError(f"data.batch_size {data.batch_size} is larger than the {len(train_set)} "

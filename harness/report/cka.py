@@ -57,14 +57,16 @@ def stage_cka(feats_t: list[list[torch.Tensor]], feats_s: list[list[torch.Tensor
 
 
 def pair_cka(teacher: str | Path, student: str | Path, dataset: str, root: str | Path, split: str,
-             images: int) -> tuple[str, str, str, list[list[float]]]:
+             images: int, max_size: tuple[int, int] | None = None
+             ) -> tuple[str, str, str, list[list[float]]]:
     """(teacher name, student name, kind, stage CKA matrix) of two saved models (or run folders)
-    on a few val images; kind is heterogeneous when the model families differ."""
+    on a few val images (shrunk to fit ``max_size``, if given); kind is heterogeneous when the
+    model families differ."""
     from harness.report import samples as S
 
     model_t, model_s = S.load(teacher, dataset), S.load(student, dataset)
     feats_t, feats_s = [], []
-    for sample in S.load_samples(dataset, root, split, images):
+    for sample in S.load_samples(dataset, root, split, images, max_size):
         feats_t.append([f.cpu() for f in S.forward(model_t, sample).features])
         feats_s.append([f.cpu() for f in S.forward(model_s, sample).features])
     kind = "homogeneous" if model_t.info.family == model_s.info.family else "heterogeneous"

@@ -237,7 +237,7 @@ def _cmd_cka(args: argparse.Namespace) -> int:
     for token in args.pair:
         spec = tables.PairSpec.parse(token)
         name_t, name_s, kind, matrix = pair_cka(spec.teacher, spec.student, args.dataset, args.root,
-                                                args.split, args.images)
+                                                args.split, args.images, args.max_size)
         kind, seed = spec.kind or kind, _model_seed(spec.student)
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
@@ -286,7 +286,7 @@ def _cmd_qualitative(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {png} must end in .png")
     cls = dataset_class(args.dataset)
     models = {label: S.load(folder, args.dataset) for label, folder in _model_tokens(args.model).items()}
-    chosen = S.load_samples(args.dataset, args.root, args.split, args.images)
+    chosen = S.load_samples(args.dataset, args.root, args.split, args.images, args.max_size)
     if not chosen:
         raise DataError(f"split {args.split} of {args.root} has no images")
     predictions = {f"{label}\n({m.info.name})": [S.predict(m, s).numpy() for s in chosen]
@@ -490,6 +490,8 @@ def _image_arguments(parser: argparse.ArgumentParser, dataset_help: str, images:
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", default="val", help="split the images come from")
     parser.add_argument("--images", type=int, default=images, help="the first N images of the split")
+    parser.add_argument("--max-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="shrink the images to fit H x W first (smoke runs; default: whole)")
 
 
 def _register_figures(sub: argparse._SubParsersAction) -> None:

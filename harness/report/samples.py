@@ -21,11 +21,13 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_samples(dataset: str, root: str | Path, split: str, count: int) -> list[Sample]:
-    """The first ``count`` images of the split, whole and normalised as for evaluation."""
+def load_samples(dataset: str, root: str | Path, split: str, count: int,
+                 max_size: tuple[int, int] | None = None) -> list[Sample]:
+    """The first ``count`` images of the split, whole (or shrunk to fit ``max_size``) and
+    normalised as for evaluation."""
     from harness.data import build_dataset
 
-    data = build_dataset(dataset, root, split, train=False, max_images=count)
+    data = build_dataset(dataset, root, split, train=False, max_images=count, max_size=max_size)
     return [Sample(*data[i]) for i in range(min(count, len(data)))]
 
 
