@@ -91,8 +91,8 @@ def test_default_target_is_the_builtin_dataset_grid() -> None:
     expected = expected_jobs("toycity") | {"prepare_data": 1, "all": 1}
     assert stats == expected
     # 2 teachers (CNN + Transformer), 2 heterogeneous pairs + 1 homogeneous, 5 ablation presets,
-    # 2 x 2 lambdas, 3 readings on the 2 heterogeneous pairs
-    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4 + 2 * 3
+    # 2 x 2 lambdas, 2 readings on the 2 heterogeneous pairs
+    assert expected["train_teacher"] == 2 and expected["distill"] == 3 * 5 + 2 * 4 + 4 + 2 * 2
 
 
 def test_smoke_scale_shrinks_schedules_and_keeps_results_apart() -> None:
@@ -111,7 +111,8 @@ def test_smoke_shrinks_what_makes_a_real_dataset_slow() -> None:
     """Cityscapes at smoke scale: the 512x1024 crop, 8 loader workers, the val set and the figures'
     images shrink to the `smoke` limits, which the README's smoke target names."""
     result = snakemake("-n", "-p", "--forceall", "results/smoke/table_cityscapes.csv",
-                       "results/smoke/cka_cityscapes.png", "--config", "scale=smoke", "check_roots=false")
+                       "results/smoke/cka_cityscapes.png", "results/smoke/qualitative_cityscapes.png",
+                       "--config", "scale=smoke", "check_roots=false")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     train_lines = [line for line in out.splitlines() if " -m harness train " in line]
@@ -119,9 +120,20 @@ def test_smoke_shrinks_what_makes_a_real_dataset_slow() -> None:
                                and "data.max_val_images=2" in line for line in train_lines)
     assert "512, 1024" not in out and "data.workers=8" not in out
     assert "--images 2 " in out and "--max-images 2 " in out  # CKA figure and teacher evaluation
+    # every evaluation and figure shrinks the 1024x2048 val images to the smoke crop
+    assert all("data.val_max_size=[64, 128]" in line for line in train_lines)
+    for command in ("-m harness eval ", "-m harness report cka ", "-m harness report qualitative "):
+        lines = [line for line in out.splitlines() if command in line]
+        assert lines and all("--max-size 64 128 " in line for line in lines), command
+    # one seed at smoke scale (cityscapes has 3): 3 students trained alone, 1 seed of each run
+    assert job_stats(out)["train_student"] == 3
+    assert not re.search(r"seed=[12] ", out)
     smoke = copy.deepcopy(CONFIG)
     smoke["scale"] = "smoke"
     assert grid.Scale.of(smoke).crop([32, 2048]) == [32, 128]  # each side at most the limit
+    assert grid.plan_dataset(grid.normalise(smoke), "cityscapes").seeds == [0]
+    smoke["seeds"] = 3  # an explicit seed count wins over smoke.seeds
+    assert grid.plan_dataset(grid.normalise(smoke), "cityscapes").seeds == [0, 1, 2]
 
 
 def test_every_job_runs_the_command_line_the_planner_builds() -> None:
@@ -142,6 +154,20 @@ def test_every_job_runs_the_command_line_the_planner_builds() -> None:
         "smoke/", 4, 2, 2, 1)
     assert (smoke.bench_repeats(7), smoke.bench_isolate) == (1, "none")
     assert grid.Scale.of(CONFIG) == grid.Scale("full", "")
+
+
+def test_builtin_benchmark_evaluates_sixteen_images_per_forward() -> None:
+    """toycity's `schedule.val_batch` reaches every training run and the teachers' evaluation;
+    a dataset without it keeps batch 1 (no key, no flag)."""
+    plan = grid.plan_dataset(grid.normalise(copy.deepcopy(CONFIG)), "toycity")
+    assert "data.val_batch_size=16" in plan.train_settings("segformer_tiny", 0)
+    assert "data.val_batch_size=16" in plan.train_settings("deeplabv3_small", 0, as_teacher=True)
+    evaluation = rules.shell_args(plan, "eval_teacher", {"dataset": "toycity", "teacher": "deeplabv3_small"})
+    assert " --batch 16" in evaluation and "--max-size" not in evaluation
+    city = grid.plan_dataset(grid.normalise(copy.deepcopy(CONFIG)), "cityscapes")
+    assert not any("val_batch_size" in s for s in city.train_settings("deeplabv3_r18", 0))
+    evaluation = rules.shell_args(city, "eval_teacher", {"dataset": "cityscapes", "teacher": "segformer_b4"})
+    assert "--batch" not in evaluation
 
 
 def test_grid_check_refuses_a_command_that_would_fail() -> None:

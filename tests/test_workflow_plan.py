@@ -77,15 +77,15 @@ def test_plan_from_a_step_time_file_prices_toycity_by_hand(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("toycity ")}
-    # teachers: 2 x 1500 x 0.1 s; students 2 x 500 x 0.1 s; 33 distill runs x 500 x 0.1 s (1 seed:
-    # 15 main, 8 ablation, 4 sensitivity, 3 readings x 2 pairs)
+    # teachers: 2 x 1500 x 0.1 s; students 2 x 500 x 0.1 s; 31 distill runs x 500 x 0.1 s (1 seed:
+    # 15 main, 8 ablation, 4 sensitivity, 2 readings x 2 pairs)
     assert rows["train_teacher"][2:5] == ["2", "1,500", "0.1"] and rows["train_teacher"][6] == "0.1"
-    assert rows["train_student"][2] == "2" and rows["distill"][2] == "33"
+    assert rows["train_student"][2] == "2" and rows["distill"][2] == "31"
     assert rows["distill"][5] == "file+preset"  # the sensitivity points are priced at their preset
     assert rows["cka"][5:] == ["not", "priced", "-", "-"]
-    total_h = (2 * 1500 + 2 * 500 + 33 * 500) * 0.1 / 3600
-    assert f"total: {total_h:,.1f} GPU-hours in 37 training jobs" in out
-    # 2 slots: each teacher 150 s, then the 33 + 2 jobs of 50 s (students start beside the teachers)
+    total_h = (2 * 1500 + 2 * 500 + 31 * 500) * 0.1 / 3600
+    assert f"total: {total_h:,.1f} GPU-hours in 35 training jobs" in out
+    # 2 slots: each teacher 150 s, then the 31 + 2 jobs of 50 s (students start beside the teachers)
     wall = plan.makespan_hours(jobs, {j.run: j.iterations * 0.1 / 3600 for j in jobs}, 2)
     assert f"wall time on 2 GPU(s): {plan.duration(wall)}" in out
     n_configs = len({j.step for j in jobs})  # 2 teachers, 2 students, 15 main + 8 ablation variants

@@ -344,8 +344,10 @@ class CIRKD(Distiller):
         # one family's settings for any student (see family_defaults)
         "cnn": {"pixel_queue_size": 20000, "p2p_pool": 1},
         "segformer": {"pixel_queue_size": 2000, "p2p_pool": 2},
-        # ours: a tenth of the reference queues so CPU demo runs and checkpoints stay small
-        "toycity": {"pixel_queue_size": 2000, "region_queue_size": 200},
+        # ours (docs/deviations.md): a tenth of the reference queues and a quarter of its
+        # negatives per anchor, so CPU demo runs and checkpoints stay small
+        "toycity": {"pixel_queue_size": 2000, "region_queue_size": 200,
+                    "pixel_negatives": 1024, "region_negatives": 256},
     }
 
     family_defaults = {

@@ -97,6 +97,8 @@ class Scale:
     max_crop: tuple[int, int] | None = None  # training (and benchmark) crop, per side
     max_workers: int | None = None  # loader workers
     evals: int | None = None  # evaluations per run (None: the run config's default)
+    max_val_size: tuple[int, int] | None = None  # val images shrunk to fit (H, W)
+    seeds: int | None = None  # seeds per dataset (None: the dataset's own)
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> Scale:
@@ -107,9 +109,10 @@ class Scale:
         limits = config["smoke"]
         # smoke times one step after one warm-up, in the workflow's process, and evaluates twice
         # (halfway and at the end) so the periodic evaluation runs too
+        size = limits.get("val_max_size")
         return cls("smoke", "smoke/", limits["iterations"], limits["teacher_iterations"],
                    limits["batch"], limits["max_val_images"], 1, "none", tuple(limits["crop"]),
-                   limits["workers"], 2)
+                   limits["workers"], 2, None if size is None else tuple(size), limits.get("seeds"))
 
     def batch(self, full: int) -> int:
         return full if self.max_batch is None else min(full, self.max_batch)
@@ -122,6 +125,10 @@ class Scale:
 
     def images(self, full: int) -> int:
         return full if self.max_val_images is None else min(full, self.max_val_images)
+
+    def image_args(self) -> list[str]:
+        """``--max-size H W`` of the commands that run models on val images (none at full scale)."""
+        return [] if self.max_val_size is None else ["--max-size", *map(str, self.max_val_size)]
 
     def eval_every(self, iterations: int) -> int | None:
         """``train.eval_every`` of a run of ``iterations`` (None: leave the run config's)."""
@@ -293,6 +300,11 @@ class DatasetPlan:
             out["sensitivity"] = self.result("sensitivity", "csv")
         return out
 
+    @property
+    def val_batch(self) -> int:
+        """Val images per evaluation forward (the schedule's ``val_batch``, default 1)."""
+        return self.cfg["schedule"].get("val_batch", 1)
+
     def qualitative_pair(self) -> Pair:
         wanted = self.cfg["qualitative"].get("pair")
         if wanted:
@@ -330,6 +342,10 @@ class DatasetPlan:
                 values[target] = schedule["optim"][family][key]
         if scale.max_val_images is not None:
             values["data.max_val_images"] = scale.max_val_images
+        if scale.max_val_size is not None:
+            values["data.val_max_size"] = list(scale.max_val_size)
+        if self.val_batch != 1:
+            values["data.val_batch_size"] = self.val_batch
         if scale.eval_every(iterations) is not None:
             values["train.eval_every"] = scale.eval_every(iterations)
         if config["pretrained"].get(student):
@@ -477,12 +493,13 @@ def plan_dataset(config: dict[str, Any], name: str) -> DatasetPlan:
     """Expand one dataset of a schema-valid workflow config; inconsistencies raise ConfigError."""
     cfg = config["datasets"][name]
     runs_dir, results_dir = output_dirs(config)
-    n_seeds = config["seeds"] if config["seeds"] is not None else cfg["seeds"]
+    scale = Scale.of(config)
+    n_seeds = config["seeds"] if config["seeds"] is not None else (scale.seeds or cfg["seeds"])
     if "baseline" not in cfg["methods"]:
         raise ConfigError(f"datasets.{name}.methods must include `baseline` (the delta reference)")
     main = {m: Variant(m, m, spec.get("preset"), tuple(sorted(spec.get("options", {}).items())))
             for m, spec in cfg["methods"].items()}
-    plan = DatasetPlan(name, cfg, config, Scale.of(config), runs_dir, results_dir,
+    plan = DatasetPlan(name, cfg, config, scale, runs_dir, results_dir,
                        list(range(n_seeds)), _pairs(config, name), main)
     if cfg.get("ablation"):
         _plan_ablation(plan)

@@ -102,7 +102,9 @@ def _eval_teacher(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     args = ["eval", "--model", plan.teacher_model(wildcards["teacher"]), *_split(plan)]
     if plan.scale.max_val_images is not None:
         args += ["--max-images", str(plan.scale.max_val_images)]
-    return args
+    if plan.val_batch != 1:
+        args += ["--batch", str(plan.val_batch)]
+    return args + plan.scale.image_args()
 
 
 def _cost(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
@@ -174,7 +176,8 @@ def _curves(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 
 def _cka(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
-    args = ["report", "cka", *_split(plan), "--images", str(plan.scale.images(plan.cfg["cka"]["images"]))]
+    args = ["report", "cka", *_split(plan), "--images", str(plan.scale.images(plan.cfg["cka"]["images"])),
+            *plan.scale.image_args()]
     for pair, teacher, student in cka_pairs(plan):
         args += ["--pair", f"{teacher}:{student}:{pair.kind}"]
     return args
@@ -207,7 +210,7 @@ def _claims(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
 
 def _qualitative(plan: DatasetPlan, wildcards: Wildcards) -> list[str]:
     images = plan.scale.images(plan.cfg["qualitative"]["images"])
-    args = ["report", "qualitative", *_split(plan), "--images", str(images)]
+    args = ["report", "qualitative", *_split(plan), "--images", str(images), *plan.scale.image_args()]
     for label, folder in qualitative_models(plan).items():
         args += ["--model", f"{label}={folder}"]
     return args
