@@ -92,7 +92,7 @@ class DataConfig:
     # val images (and labels) shrunk to fit (H, W) before evaluation (smoke runs; docs/protocol.md)
     val_max_size: tuple[int, int] | None = None
     # images per evaluation forward: consecutive val images of one size are stacked up to this
-    # many (the scores do not change; docs/protocol.md §Evaluation batch)
+    # many (batch 1's scores up to float rounding; docs/protocol.md §Evaluation batch)
     val_batch_size: int = 1
 
 

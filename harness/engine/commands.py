@@ -52,7 +52,7 @@ config (harness/config.py) takes --set KEY=VALUE (a YAML value).""")
                           "default: whole images)")
     evaluate.add_argument("--batch", type=int, default=1,
                           help="images per forward; consecutive images of one size are stacked "
-                          "(the same scores)")
+                          "(the scores of batch 1 up to float rounding)")
     evaluate.add_argument("--out", required=True, help="JSON file for the scores")
     evaluate.set_defaults(func=run_eval)
 

@@ -1,8 +1,8 @@
 """Evaluation: whole image, single scale, logits upsampled to the label size, and one
 dataset-level confusion matrix -> mIoU, per-class IoU, pixel accuracy
 (docs/protocol.md §Reference protocol). Images go through the model one at a time, or up to
-``batch_size`` consecutive images of one size at once (the same scores; docs/protocol.md
-§Evaluation batch)."""
+``batch_size`` consecutive images of one size at once (the scores of batch 1 up to float
+rounding; docs/protocol.md §Evaluation batch)."""
 from __future__ import annotations
 
 import logging
