@@ -167,8 +167,11 @@ def test_final_checkpoint_is_written_before_the_final_evaluation(toy_root, finis
 def test_ctrl_c_says_where_the_run_resumes_from(toy_root, tmp_path):
     run = tmp_path / "run"
     args = train_args(toy_root, run, "train.iterations=400", "train.checkpoint_every=5")
+    # the child starts with Ctrl-C's default disposition even when this test runs in a background
+    # job (which inherits SIGINT ignored, and a run started so rightly ignores Ctrl-C)
     child = subprocess.Popen([sys.executable, "-m", "harness", *args], stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
