@@ -50,12 +50,16 @@ class RandomScale(v2.Transform):
         return self._call_kernel(F.resize, inpt, params["size"], antialias=True)
 
 
-class FitWithin(v2.Transform):
-    """Shrink image and mask by one factor so they fit ``size`` (H, W); never enlarge."""
+class _ToSize(v2.Transform):
+    """A transform towards a target ``size`` (H, W)."""
 
     def __init__(self, size: tuple[int, int]) -> None:
         super().__init__()
         self.size = (int(size[0]), int(size[1]))
+
+
+class FitWithin(_ToSize):
+    """Shrink image and mask by one factor so they fit ``size`` (H, W); never enlarge."""
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
@@ -68,12 +72,8 @@ class FitWithin(v2.Transform):
         return self._call_kernel(F.resize, inpt, params["size"], antialias=True)
 
 
-class PadToSize(v2.Transform):
+class PadToSize(_ToSize):
     """Pad bottom/right up to ``size`` (H, W): image with 0, mask with the ignore index."""
-
-    def __init__(self, size: tuple[int, int]) -> None:
-        super().__init__()
-        self.size = (int(size[0]), int(size[1]))
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
